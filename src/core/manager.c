@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "api.h"
+#include "config-build.h"
+#include "health.h"
+#include "listen.h"
+#include "log.h"
+#include "manager-bus.h"
+#include "manager.h"
+
+#define SYSTEMD_CHECK_INTERVAL_USEC (10ULL * 1000000ULL)
+
+static void manager_check_systemd(Manager *m);
+
+static int on_systemd_version(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        const char *version = NULL;
+        bool was_up = m->systemd_up;
+        int r;
+
+        m->systemd_slot = sd_bus_slot_unref(m->systemd_slot);
+        m->systemd_error = mfree(m->systemd_error);
+
+        if (e) {
+                m->systemd_up = false;
+                m->systemd_error = strdup(e->message ?: e->name);
+        } else if ((r = sd_bus_message_read(reply, "v", "s", &version)) < 0) {
+                m->systemd_up = false;
+                m->systemd_error = strdup("malformed Version reply");
+        } else {
+                m->systemd_up = true;
+                free(m->systemd_version);
+                m->systemd_version = strdup(version);
+        }
+
+        if (was_up != m->systemd_up) {
+                if (m->systemd_up)
+                        log_info("systemd %s manager reachable (version %s).",
+                                 m->config.user_mode ? "user" : "system", strna(m->systemd_version));
+                else
+                        log_warning("systemd %s manager unreachable: %s",
+                                    m->config.user_mode ? "user" : "system", strna(m->systemd_error));
+        }
+        manager_update_status(m);
+        return 0;
+}
+
+static void manager_check_systemd(Manager *m) {
+        int r;
+
+        if (m->systemd_slot)
+                return; /* a check is already in flight */
+
+        r = sd_bus_call_method_async(m->bus, &m->systemd_slot, "org.freedesktop.systemd1",
+                                     "/org/freedesktop/systemd1", "org.freedesktop.DBus.Properties",
+                                     "Get", on_systemd_version, m, "ss",
+                                     "org.freedesktop.systemd1.Manager", "Version");
+        if (r < 0) {
+                m->systemd_up = false;
+                free(m->systemd_error);
+                m->systemd_error = strdup(strerror(-r));
+                manager_update_status(m);
+        }
+}
+
+static int on_systemd_check_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        manager_check_systemd(m);
+        (void) sd_event_source_set_time_relative(s, SYSTEMD_CHECK_INTERVAL_USEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return 0;
+}
+
+static void on_db_state(Db *db, bool up, void *userdata) {
+        Manager *m = userdata;
+
+        if (up)
+                log_info("Database connected, schema is current.");
+        else
+                log_warning("Database unavailable: %s", strna(db_last_error(db)));
+        manager_update_status(m);
+}
+
+void manager_update_status(Manager *m) {
+        HealthState h;
+        bool ok;
+
+        if (health_collect(m, &h) < 0)
+                return;
+
+        ok = health_state_ok(&h);
+        if (ok)
+                (void) sd_notify(false, "STATUS=Running.");
+        else {
+                char status[512] = "STATUS=Degraded:";
+                for (size_t i = 0; i < _HEALTH_MAX; i++)
+                        if (!h.up[i]) {
+                                strncat(status, " ", sizeof(status) - strlen(status) - 1);
+                                strncat(status, health_component_to_string(i),
+                                        sizeof(status) - strlen(status) - 1);
+                                strncat(status, " down;", sizeof(status) - strlen(status) - 1);
+                        }
+                (void) sd_notify(false, status);
+        }
+        m->degraded_reported = !ok;
+        health_state_done(&h);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received %s, shutting down.", strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1");
+        return sd_event_exit(m->event, 0);
+}
+
+int manager_new(NornConfig *config, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        sigset_t mask;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return log_oom();
+        /* Take the configuration over; the caller's copy is emptied. */
+        m->config = *config;
+        *config = (NornConfig) {};
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate event loop: %m");
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(-errno, "Failed to block signals: %m");
+        if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m)) < 0)
+                return log_error_errno(r, "Failed to watch signals: %m");
+        /* Pings WATCHDOG=1 at half of WatchdogSec= when the service sets it. */
+        r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to enable watchdog handling: %m");
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+static int manager_connect_bus(Manager *m) {
+        int r;
+
+        r = m->config.user_mode ? sd_bus_open_user(&m->bus) : sd_bus_open_system(&m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the %s bus: %m",
+                                       m->config.user_mode ? "session" : "system");
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach bus to event loop: %m");
+
+        r = manager_bus_register(m);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_request_name_async(m->bus, NULL, NORN_BUS_NAME, 0, NULL, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to request bus name " NORN_BUS_NAME ": %m");
+        return 0;
+}
+
+static const HttpServerCallbacks http_callbacks = {
+        .handle_request = api_handle_request,
+        .ws_connected = api_ws_connected,
+        .ws_message = api_ws_message,
+        .ws_closed = api_ws_closed,
+};
+
+int manager_start(Manager *m) {
+        int r;
+
+        r = manager_connect_bus(m);
+        if (r < 0)
+                return r;
+
+        r = sd_event_add_time_relative(m->event, &m->systemd_check_timer, CLOCK_MONOTONIC, 0, 0,
+                                       on_systemd_check_timer, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add systemd check timer: %m");
+
+        r = db_new(m->event, m->config.database_url, m->config.sql_dir, &m->db);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up database client: %m");
+        db_set_state_callback(m->db, on_db_state, m);
+        r = db_start(m->db);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start database client: %m");
+
+        r = http_server_new(m->event, &http_callbacks, m, &m->http);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up HTTP server: %m");
+        r = listen_setup(m->http, m->config.bind_address, m->config.port);
+        if (r < 0)
+                return r;
+
+        manager_update_status(m);
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        int r;
+
+        (void) sd_notify(false, "READY=1");
+        log_info("nornd " NORN_VERSION " running (%s mode).", m->config.user_mode ? "user" : "system");
+
+        r = sd_event_loop(m->event);
+        (void) sd_notify(false, "STOPPING=1");
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        return r;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+
+        /* Clients first, then what they use. */
+        http_server_free(m->http);
+        db_free(m->db);
+        sd_bus_slot_unref(m->systemd_slot);
+        sd_event_source_unref(m->systemd_check_timer);
+        sd_bus_flush_close_unref(m->bus);
+        sd_event_unref(m->event);
+        free(m->systemd_version);
+        free(m->systemd_error);
+        config_done(&m->config);
+        return mfree(m);
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <jansson.h>
+
+typedef struct Manager Manager;
+
+typedef enum HealthComponent {
+        HEALTH_DATABASE,
+        HEALTH_SYSTEMD,
+        HEALTH_KUBERNETES,
+        _HEALTH_MAX,
+} HealthComponent;
+
+typedef struct HealthState {
+        bool up[_HEALTH_MAX];
+        char *detail[_HEALTH_MAX];
+} HealthState;
+
+const char *health_component_to_string(HealthComponent c);
+
+/* Snapshot of what nornd depends on; never blocks (uses cached checks). */
+int health_collect(Manager *m, HealthState *ret);
+void health_state_done(HealthState *s);
+bool health_state_ok(const HealthState *s);
+json_t *health_state_to_json(const HealthState *s);
+
+/* Where the Kubernetes configuration would come from (in-cluster service
+ * account, KUBECONFIG, ~/.kube/config); returns a malloc'ed description. */
+int kube_config_locate(char **ret_path, bool *ret_in_cluster);
