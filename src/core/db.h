@@ -6,9 +6,9 @@
  * One connection, driven entirely from the event loop: libpq's non-blocking
  * connect (PQconnectStartParams/PQconnectPoll) and query API on its socket.
  * Queries run one at a time from a FIFO queue. On every (re)connect the
- * schema (the *.sql files of schema_dir) is applied in one transaction; only then is the
- * database "up". When the server goes away, in-flight and queued queries
- * fail with result=NULL and the connection is re-established with
+ * schema (the *.sql files of schema_dir) is applied in one transaction; only
+ * then is the database "up". When the server goes away, in-flight and queued
+ * queries fail with result=NULL and the connection is re-established with
  * exponential backoff. */
 
 #include <libpq-fe.h>
