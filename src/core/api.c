@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -73,6 +74,15 @@ int api_handle_request(const HttpRequest *req, json_t **ret_body, void *userdata
 }
 
 int api_ws_connected(HttpWsClient *c, const HttpRequest *upgrade_req, void *userdata) {
+        Manager *m = userdata;
+        WsSubscriber *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        s->client = c;
+        s->next = m->ws_subscribers;
+        m->ws_subscribers = s;
+        http_ws_client_set_userdata(c, s);
         log_debug("WebSocket client connected.");
         return 0;
 }
@@ -85,5 +95,14 @@ void api_ws_message(HttpWsClient *c, const char *text, size_t size, void *userda
 }
 
 void api_ws_closed(HttpWsClient *c, void *userdata) {
+        Manager *m = userdata;
+        WsSubscriber *s = http_ws_client_get_userdata(c);
+
+        for (WsSubscriber **p = &m->ws_subscribers; *p; p = &(*p)->next)
+                if (*p == s) {
+                        *p = s->next;
+                        break;
+                }
+        free(s);
         log_debug("WebSocket client disconnected.");
 }

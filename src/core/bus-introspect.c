@@ -69,11 +69,41 @@ static int filter_interfaces(const char *xml, const char *prefix, char **ret) {
         return 0;
 }
 
-int bus_introspect(int (*add_objects)(sd_bus *bus), const char *path, const char *prefix,
-                   char **ret_xml) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *server = NULL, *client = NULL;
+static int introspect_path(sd_bus *server, sd_bus *client, const char *path, char **ret_xml) {
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         IntrospectReply reply = {};
+        int r;
+
+        r = sd_bus_call_method_async(client, &slot, NULL, path, "org.freedesktop.DBus.Introspectable",
+                                     "Introspect", on_introspect_reply, &reply, NULL);
+        if (r < 0)
+                return r;
+
+        while (!reply.done) {
+                int a = sd_bus_process(server, NULL), b = sd_bus_process(client, NULL);
+                if (a < 0)
+                        return a;
+                if (b < 0)
+                        return b;
+                if (a == 0 && b == 0) {
+                        struct pollfd p[2] = {
+                                { .fd = sd_bus_get_fd(server), .events = (short) sd_bus_get_events(server) },
+                                { .fd = sd_bus_get_fd(client), .events = (short) sd_bus_get_events(client) },
+                        };
+                        if (poll(p, 2, 5000) == 0)
+                                return -ETIMEDOUT;
+                }
+        }
+        if (reply.error < 0)
+                return reply.error;
+        *ret_xml = reply.xml;
+        return 0;
+}
+
+int bus_introspect(int (*add_objects)(sd_bus *bus), const char *const *paths, const char *prefix,
+                   char **ret_xml) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *server = NULL, *client = NULL;
+        _cleanup_free_ char *all = NULL;
         sd_id128_t id;
         int fds[2], r;
 
@@ -104,30 +134,24 @@ int bus_introspect(int (*add_objects)(sd_bus *bus), const char *path, const char
             (r = sd_bus_start(client)) < 0)
                 return r;
 
-        r = sd_bus_call_method_async(client, &slot, NULL, path, "org.freedesktop.DBus.Introspectable",
-                                     "Introspect", on_introspect_reply, &reply, NULL);
-        if (r < 0)
-                return r;
+        for (const char *const *p = paths; *p; p++) {
+                _cleanup_free_ char *xml = NULL;
 
-        while (!reply.done) {
-                int a = sd_bus_process(server, NULL), b = sd_bus_process(client, NULL);
-                if (a < 0)
-                        return a;
-                if (b < 0)
-                        return b;
-                if (a == 0 && b == 0) {
-                        struct pollfd p[2] = {
-                                { .fd = sd_bus_get_fd(server), .events = (short) sd_bus_get_events(server) },
-                                { .fd = sd_bus_get_fd(client), .events = (short) sd_bus_get_events(client) },
-                        };
-                        if (poll(p, 2, 5000) == 0)
-                                return -ETIMEDOUT;
+                r = introspect_path(server, client, *p, &xml);
+                if (r < 0)
+                        return r;
+                if (!all)
+                        all = TAKE_PTR(xml);
+                else {
+                        /* Concatenated documents: filter_interfaces() picks
+                         * the interface blocks out of all of them. */
+                        char *joined;
+                        if (asprintf(&joined, "%s%s", all, xml) < 0)
+                                return -ENOMEM;
+                        free(all);
+                        all = joined;
                 }
         }
-        if (reply.error < 0)
-                return reply.error;
 
-        r = filter_interfaces(reply.xml, prefix, ret_xml);
-        free(reply.xml);
-        return r;
+        return filter_interfaces(all, prefix, ret_xml);
 }

@@ -7,5 +7,5 @@
  * without a bus daemon: the objects are served on one end of a socketpair and
  * introspected from the other. Only interfaces named prefix* are kept, so the
  * output is stable across sd-bus versions' standard interfaces. */
-int bus_introspect(int (*add_objects)(sd_bus *bus), const char *path, const char *prefix,
+int bus_introspect(int (*add_objects)(sd_bus *bus), const char *const *paths, const char *prefix,
                    char **ret_xml);

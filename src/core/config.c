@@ -1,22 +1,40 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "config.h"
 #include "config-build.h"
+#include "config.h"
 #include "log.h"
+#include "strv.h"
 
-int parse_port(const char *s, uint16_t *ret) {
+/* Defaults per step, in seconds: builds may be long, cleanup is quick. */
+static const uint64_t default_step_timeout_sec[_STEP_MAX] = {
+        [STEP_CLONE] = 600,   [STEP_BUILD] = 1800,  [STEP_TEST] = 900, [STEP_SNAPSHOT] = 900,
+        [STEP_MIGRATE] = 900, [STEP_DEPLOY] = 600,  [STEP_CLEANUP] = 120,
+};
+
+int parse_uint64(const char *s, uint64_t *ret) {
         char *end;
-        unsigned long v;
+        unsigned long long v;
 
-        if (!s || !*s || *s == '-' || *s == '+')
+        if (!s || !isdigit((unsigned char) *s))
                 return -EINVAL;
         errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno != 0 || *end != '\0' || v == 0 || v > 65535)
+        v = strtoull(s, &end, 10);
+        if (errno != 0 || *end != '\0')
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int parse_port(const char *s, uint16_t *ret) {
+        uint64_t v;
+
+        if (parse_uint64(s, &v) < 0 || v == 0 || v > 65535)
                 return -EINVAL;
         *ret = (uint16_t) v;
         return 0;
@@ -24,18 +42,49 @@ int parse_port(const char *s, uint16_t *ret) {
 
 static int env_dup(const char *name, const char *fallback, char **ret) {
         const char *v = getenv(name);
-        char *s;
 
         if (!v || !*v)
                 v = fallback;
-        if (!v) {
-                *ret = NULL;
-                return 0;
-        }
-        s = strdup(v);
-        if (!s)
+        *ret = NULL;
+        if (v && !(*ret = strdup(v)))
                 return -ENOMEM;
-        *ret = s;
+        return 0;
+}
+
+/* Reads NAME as an unsigned number in [min, max]; unset keeps *value. */
+static int env_uint(const char *name, uint64_t min, uint64_t max, uint64_t *value) {
+        const char *v = getenv(name);
+        uint64_t n;
+
+        if (!v || !*v)
+                return 0;
+        if (parse_uint64(v, &n) < 0 || n < min || n > max)
+                return log_error_errno(-EINVAL, "%s=%s is not a number between %llu and %llu.", name, v,
+                                       (unsigned long long) min, (unsigned long long) max);
+        *value = n;
+        return 0;
+}
+
+/* Whitespace-separated words; these are administrator settings, not input
+ * from apps, and no shell ever sees them. */
+static int env_words(const char *name, char ***ret) {
+        const char *v = getenv(name);
+        _cleanup_free_ char *copy = NULL;
+        char **l = calloc(1, sizeof(char *)), *save = NULL;
+
+        if (!l)
+                return -ENOMEM;
+        if (v && *v) {
+                copy = strdup(v);
+                if (!copy)
+                        return -ENOMEM;
+                for (char *w = strtok_r(copy, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save))
+                        if (strv_extend(&l, w) < 0) {
+                                strv_free(l);
+                                return -ENOMEM;
+                        }
+        }
+        *ret = l;
         return 0;
 }
 
@@ -49,8 +98,49 @@ static const char *default_sql_dir(void) {
         return NORN_SOURCE_SQL_DIR;
 }
 
+static int default_state_dir(bool user_mode, char **ret) {
+        const char *e = getenv("STATE_DIRECTORY"), *home;
+
+        /* systemd's StateDirectory= may list several; the first is ours. */
+        if (e && *e)
+                return (*ret = strndup(e, strcspn(e, ":"))) ? 0 : -ENOMEM;
+        if (!user_mode)
+                return (*ret = strdup("/var/lib/norn")) ? 0 : -ENOMEM;
+        e = getenv("XDG_STATE_HOME");
+        if (e && *e)
+                return asprintf(ret, "%s/norn", e) < 0 ? -ENOMEM : 0;
+        home = getenv("HOME");
+        return asprintf(ret, "%s/.local/state/norn", home ?: "/root") < 0 ? -ENOMEM : 0;
+}
+
+static int load_steps(NornConfig *c) {
+        uint64_t quota = 0, secs;
+        int r;
+
+        c->step_tasks_max = 4096;
+        if ((r = env_uint("NORN_STEP_MEMORY_MAX", 0, UINT64_MAX, &c->step_memory_max)) < 0 ||
+            (r = env_uint("NORN_STEP_TASKS_MAX", 0, UINT32_MAX, &c->step_tasks_max)) < 0 ||
+            (r = env_uint("NORN_STEP_CPU_QUOTA", 0, 100000, &quota)) < 0)
+                return r;
+        c->step_cpu_quota_usec = quota * 10000; /* percent of one CPU per second */
+
+        for (StepId s = 0; s < _STEP_MAX; s++) {
+                char name[64];
+
+                snprintf(name, sizeof(name), "NORN_TIMEOUT_%s", step_to_string(s));
+                for (char *p = name; *p; p++)
+                        *p = (char) toupper((unsigned char) *p);
+                secs = default_step_timeout_sec[s];
+                if ((r = env_uint(name, 1, 7 * 24 * 3600, &secs)) < 0)
+                        return r;
+                c->step_timeout_usec[s] = secs * 1000000ULL;
+        }
+        return 0;
+}
+
 int config_load(NornConfig *c, bool user_mode) {
-        const char *port;
+        const char *port, *builder, *insecure;
+        uint64_t n;
         int r;
 
         *c = (NornConfig) { .user_mode = user_mode, .port = NORN_DEFAULT_PORT };
@@ -59,26 +149,87 @@ int config_load(NornConfig *c, bool user_mode) {
         if (port && *port && parse_port(port, &c->port) < 0)
                 return log_error_errno(-EINVAL, "NORN_PORT=%s is not a port number (1-65535).", port);
 
+        builder = getenv("NORN_BUILDER");
+        if (builder && *builder && !streq(builder, "docker") && !streq(builder, "podman") &&
+            !streq(builder, "buildah"))
+                return log_error_errno(-EINVAL, "NORN_BUILDER=%s: must be docker, podman or buildah.", builder);
+        insecure = getenv("NORN_REGISTRY_INSECURE");
+        c->registry_insecure = insecure && (streq(insecure, "1") || streq(insecure, "yes") ||
+                                            streq(insecure, "true"));
+
         if ((r = env_dup("NORN_BIND_ADDR", NORN_DEFAULT_BIND_ADDRESS, &c->bind_address)) < 0 ||
             (r = env_dup("NORN_DATABASE_URL", "postgresql:///norn", &c->database_url)) < 0 ||
-            (r = env_dup("NORN_APPS_DIR", user_mode ? "apps" : "/var/lib/norn/apps", &c->apps_dir)) < 0 ||
             (r = env_dup("NORN_REGISTRY_URL", NULL, &c->registry_url)) < 0 ||
             (r = env_dup("NORN_API_TOKEN", NULL, &c->api_token)) < 0 ||
-            (r = env_dup("NORN_SQL_DIR", default_sql_dir(), &c->sql_dir)) < 0) {
-                config_done(c);
-                return log_oom();
+            (r = env_dup("NORN_SQL_DIR", default_sql_dir(), &c->sql_dir)) < 0 ||
+            (r = env_dup("NORN_BUILDER", "docker", &c->builder)) < 0 ||
+            (r = env_dup("NORN_GIT_TOKEN", NULL, &c->git_token)) < 0 ||
+            (r = env_dup("NORN_GIT_SSH_KEY", NULL, &c->git_ssh_key)) < 0 ||
+            (r = env_dup("NORN_GIT_SSH_KNOWN_HOSTS", NULL, &c->git_ssh_known_hosts)) < 0 ||
+            (r = env_dup("NORN_SLICE", "norn.slice", &c->slice)) < 0 ||
+            (r = env_dup("NORN_STATE_DIR", NULL, &c->state_dir)) < 0 ||
+            (r = env_dup("NORN_SNAPSHOT_DIR", NULL, &c->snapshot_dir)) < 0 ||
+            (r = env_words("NORN_BUILDER_FLAGS", &c->builder_flags)) < 0 ||
+            (r = env_words("NORN_BUILD_FLAGS", &c->build_flags)) < 0)
+                goto oom;
+
+        if (!c->state_dir && (r = default_state_dir(user_mode, &c->state_dir)) < 0)
+                goto oom;
+        if (!c->snapshot_dir && asprintf(&c->snapshot_dir, "%s/snapshots", c->state_dir) < 0) {
+                c->snapshot_dir = NULL;
+                goto oom;
         }
+        r = env_dup("NORN_APPS_DIR", NULL, &c->apps_dir);
+        if (r < 0 || (!c->apps_dir && asprintf(&c->apps_dir, "%s/apps", c->state_dir) < 0))
+                goto oom;
+
+        /* ssh reads GIT_SSH_COMMAND through a shell: the key path must be plain. */
+        if (c->git_ssh_key && (c->git_ssh_key[0] != '/' || strpbrk(c->git_ssh_key, " \t\n'\"\\$`;&|<>(){}*?")))
+                return log_error_errno(-EINVAL, "NORN_GIT_SSH_KEY must be an absolute path without spaces "
+                                       "or shell characters.");
+        if (c->git_ssh_known_hosts &&
+            (c->git_ssh_known_hosts[0] != '/' || strpbrk(c->git_ssh_known_hosts, " \t\n'\"\\$`;&|<>(){}*?")))
+                return log_error_errno(-EINVAL, "NORN_GIT_SSH_KNOWN_HOSTS must be an absolute path without "
+                                       "spaces or shell characters.");
+
+        if ((r = load_steps(c)) < 0)
+                return r;
+        n = 2;
+        if ((r = env_uint("NORN_MAX_PARALLEL", 1, 1024, &n)) < 0)
+                return r;
+        c->max_parallel = (unsigned) n;
+        n = 5;
+        if ((r = env_uint("NORN_QUEUE_MAX", 0, 1000, &n)) < 0)
+                return r;
+        c->queue_max = (unsigned) n;
         return 0;
+
+oom:
+        config_done(c);
+        return log_oom();
+}
+
+static void free_secret(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
 }
 
 void config_done(NornConfig *c) {
         free(c->bind_address);
         free(c->database_url);
         free(c->apps_dir);
+        free(c->state_dir);
+        free(c->snapshot_dir);
         free(c->registry_url);
-        if (c->api_token)
-                explicit_bzero(c->api_token, strlen(c->api_token));
-        free(c->api_token);
+        free_secret(c->api_token);
+        free_secret(c->git_token);
         free(c->sql_dir);
+        free(c->builder);
+        strv_free(c->builder_flags);
+        strv_free(c->build_flags);
+        free(c->git_ssh_key);
+        free(c->git_ssh_known_hosts);
+        free(c->slice);
         *c = (NornConfig) {};
 }

@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "deploy-state.h"
+
 /* Settings come from the environment (names from DESIGN §3), so the unit
  * file, `systemctl set-environment` and the tests all configure nornd the
  * same way. Secrets (API token, git token) are held here and never logged. */
@@ -13,9 +15,27 @@ typedef struct NornConfig {
         uint16_t port;           /* NORN_PORT */
         char *database_url;      /* NORN_DATABASE_URL */
         char *apps_dir;          /* NORN_APPS_DIR */
+        char *state_dir;         /* NORN_STATE_DIR: work dirs, snapshots */
+        char *snapshot_dir;      /* NORN_SNAPSHOT_DIR (default <state>/snapshots) */
         char *registry_url;      /* NORN_REGISTRY_URL, may be NULL */
+        bool registry_insecure;  /* NORN_REGISTRY_INSECURE=1: plain HTTP registry */
         char *api_token;         /* NORN_API_TOKEN, may be NULL */
         char *sql_dir;           /* NORN_SQL_DIR: schema files */
+
+        char *builder;           /* NORN_BUILDER: docker (default), podman or buildah */
+        char **builder_flags;    /* NORN_BUILDER_FLAGS: before the subcommand */
+        char **build_flags;      /* NORN_BUILD_FLAGS: after "build" */
+        char *git_token;         /* NORN_GIT_TOKEN: HTTPS clones, via GIT_ASKPASS only */
+        char *git_ssh_key;       /* NORN_GIT_SSH_KEY: path of a private key */
+        char *git_ssh_known_hosts; /* NORN_GIT_SSH_KNOWN_HOSTS: file; else accept-new */
+
+        char *slice;             /* NORN_SLICE: where step scopes go (norn.slice) */
+        uint64_t step_memory_max;      /* NORN_STEP_MEMORY_MAX, bytes */
+        uint64_t step_tasks_max;       /* NORN_STEP_TASKS_MAX */
+        uint64_t step_cpu_quota_usec;  /* NORN_STEP_CPU_QUOTA, percent -> usec per sec */
+        uint64_t step_timeout_usec[_STEP_MAX]; /* NORN_TIMEOUT_<STEP>, seconds */
+        unsigned max_parallel;   /* NORN_MAX_PARALLEL: deploys of different apps at once */
+        unsigned queue_max;      /* NORN_QUEUE_MAX: waiting deploys per app */
 } NornConfig;
 
 #define NORN_DEFAULT_BIND_ADDRESS "127.0.0.1"
@@ -25,3 +45,4 @@ int config_load(NornConfig *c, bool user_mode);
 void config_done(NornConfig *c);
 
 int parse_port(const char *s, uint16_t *ret);
+int parse_uint64(const char *s, uint64_t *ret);

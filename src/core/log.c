@@ -4,13 +4,27 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <systemd/sd-journal.h>
 
 #include "log.h"
 
 static int max_level = LOG_INFO;
 static bool use_journal;
+static bool use_stderr = true;
+
+/* Is stderr already connected to the journal (systemd's JOURNAL_STREAM)? */
+static bool stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+}
 
 bool log_to_journal(void) {
         return use_journal;
@@ -31,14 +45,18 @@ void log_setup(LogTarget target, int level) {
         switch (target) {
         case LOG_TARGET_JOURNAL:
                 use_journal = true;
+                use_stderr = false;
                 break;
         case LOG_TARGET_STDERR:
                 use_journal = false;
+                use_stderr = true;
                 break;
         default:
                 /* Under systemd stderr already goes to the journal, but as
-                 * plain text: talk to journald directly to keep the fields. */
+                 * plain text: talk to journald directly to keep the fields,
+                 * and echo to stderr only when that is somewhere else. */
                 use_journal = access("/run/systemd/journal/socket", W_OK) == 0;
+                use_stderr = !use_journal || !stderr_is_journal();
         }
 
         e = getenv("NORN_LOG_LEVEL");
@@ -92,14 +110,13 @@ int log_internal(int level, int error, const char *file, int line, const char *f
                 for (size_t i = 0; fields && fields[i] && n < ELEMENTSOF(iov); i++)
                         iov[n++] = (struct iovec) { (char *) fields[i], strlen(fields[i]) };
 
-                if (sd_journal_sendv(iov, (int) n) >= 0)
-                        goto finish;
-                /* journald went away: fall through to stderr. */
+                if (sd_journal_sendv(iov, (int) n) < 0)
+                        use_stderr = true; /* journald went away */
         }
 
-        fprintf(stderr, "%s\n", message);
+        if (use_stderr)
+                fprintf(stderr, "%s\n", message);
 
-finish:
         errno = saved_errno;
         return -saved_errno;
 }

@@ -9,6 +9,7 @@
 #define _unused_ __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _sentinel_ __attribute__((sentinel))
+#define _fallthrough_ __attribute__((__fallthrough__))
 #define _likely_(x) __builtin_expect(!!(x), 1)
 #define _unlikely_(x) __builtin_expect(!!(x), 0)
 

@@ -1,11 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "config-build.h"
+#include "events.h"
 #include "health.h"
 #include "log.h"
 #include "manager-bus.h"
 #include "manager.h"
+#include "pipeline.h"
+#include "scheduler.h"
 
 static int property_get_version(sd_bus *bus, const char *path, const char *interface,
                                 const char *property, sd_bus_message *reply, void *userdata,
@@ -24,27 +31,116 @@ static int method_health(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 return r;
 
         r = sd_bus_message_new_method_return(msg, &reply);
-        if (r < 0)
-                goto finish;
-        r = sd_bus_message_append(reply, "s", health_state_ok(&h) ? "ok" : "degraded");
-        if (r < 0)
-                goto finish;
-        r = sd_bus_message_open_container(reply, 'a', "(sbs)");
-        if (r < 0)
-                goto finish;
-        for (size_t i = 0; i < _HEALTH_MAX; i++) {
-                r = sd_bus_message_append(reply, "(sbs)", health_component_to_string(i), h.up[i],
-                                          h.detail[i]);
-                if (r < 0)
-                        goto finish;
-        }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                goto finish;
-        r = sd_bus_send(NULL, reply, NULL);
-finish:
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", health_state_ok(&h) ? "ok" : "degraded");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sbs)");
+        for (size_t i = 0; r >= 0 && i < _HEALTH_MAX; i++)
+                r = sd_bus_message_append(reply, "(sbs)", health_component_to_string(i), h.up[i], h.detail[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
         health_state_done(&h);
         return r;
+}
+
+/* Mutating calls: root, or (user mode) the user nornd runs as. Finer-grained
+ * authorization (polkit, groups) belongs to the full API. */
+static int check_caller(sd_bus_message *msg, uid_t *ret_uid, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+        if (uid != 0 && uid != geteuid())
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Deploying and cancelling require root.");
+        *ret_uid = uid;
+        return 0;
+}
+
+static int errno_to_bus_error(int r, const char *message, sd_bus_error *error) {
+        const char *name = r == -ENOENT ? NORN_BUS_ERROR_PREFIX "NotFound"
+                         : r == -EBUSY ? NORN_BUS_ERROR_PREFIX "Busy"
+                         : r == -EINVAL ? NORN_BUS_ERROR_PREFIX "InvalidArgument"
+                         : r == -ENOTCONN ? NORN_BUS_ERROR_PREFIX "Unavailable"
+                         : r == -EALREADY ? NORN_BUS_ERROR_PREFIX "AlreadyFinished"
+                         : NORN_BUS_ERROR_PREFIX "Failed";
+        return sd_bus_error_setf(error, name, "%s", message ?: strerror(-r));
+}
+
+static void on_deploy_queued(Deployment *d, int r, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = userdata;
+        _cleanup_free_ char *path = NULL;
+
+        if (r < 0) {
+                (void) sd_bus_reply_method_errorf(call, NORN_BUS_ERROR_PREFIX "Unavailable",
+                                                  "Could not record the deployment: the database is unavailable.");
+                return;
+        }
+        path = deployment_bus_path(d->id);
+        if (!path)
+                (void) sd_bus_reply_method_errno(call, ENOMEM, NULL);
+        else
+                (void) sd_bus_reply_method_return(call, "o", path);
+}
+
+static int method_deploy(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *why = NULL, *who = NULL;
+        const char *app, *ref;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &app, &ref);
+        if (r < 0)
+                return r;
+        r = check_caller(msg, &uid, error);
+        if (r != 0)
+                return r;
+        if (asprintf(&who, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(msg))) < 0)
+                return -ENOMEM;
+
+        r = scheduler_submit(m, app, ref, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
+        if (r < 0) {
+                sd_bus_message_unref(msg);
+                return errno_to_bus_error(r, why, error);
+        }
+        return 1; /* answered from on_deploy_queued() */
+}
+
+static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        Deployment *d;
+        uint64_t id;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_message_read(msg, "t", &id);
+        if (r < 0)
+                return r;
+        r = check_caller(msg, &uid, error);
+        if (r != 0)
+                return r;
+
+        d = id <= INT64_MAX ? manager_find_deployment(m, (int64_t) id) : NULL;
+        if (!d)
+                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "NotFound",
+                                         "No active deployment %" PRIu64 ".", id);
+        r = pipeline_cancel(d);
+        if (r == -EALREADY)
+                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "AlreadyFinished",
+                                         "Deployment %" PRIu64 " already ended %s.", id,
+                                         deploy_status_to_string(d->status));
+        if (r < 0)
+                return errno_to_bus_error(r, NULL, error);
+        return sd_bus_reply_method_return(msg, NULL);
 }
 
 static const sd_bus_vtable manager_vtable[] = {
@@ -55,17 +151,73 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("s", status, "a(sbs)", components),
                                 method_health,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Deploy",
+                                SD_BUS_ARGS("s", app, "s", ref),
+                                SD_BUS_RESULT("o", deployment),
+                                method_deploy,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Cancel",
+                                SD_BUS_ARGS("t", id),
+                                SD_BUS_NO_RESULT,
+                                method_cancel,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("DeploymentQueued",
+                                SD_BUS_ARGS("t", id, "s", app, "s", ref, "o", deployment), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("StepChanged",
+                                SD_BUS_ARGS("t", id, "s", app, "s", step, "s", status, "t", duration_usec), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("LogLine",
+                                SD_BUS_ARGS("t", id, "s", app, "s", step, "s", stream, "s", line), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("DeploymentFinished",
+                                SD_BUS_ARGS("t", id, "s", app, "s", status, "s", error), 0),
         SD_BUS_VTABLE_END,
 };
 
 int manager_bus_add_objects(sd_bus *bus, Manager *m) {
-        return sd_bus_add_object_vtable(bus, NULL, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE,
-                                        manager_vtable, m);
+        int r;
+
+        r = sd_bus_add_object_vtable(bus, NULL, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, manager_vtable, m);
+        if (r < 0)
+                return r;
+        r = deployment_bus_add_objects(bus, m);
+        if (r < 0)
+                return r;
+        return sd_bus_add_object_manager(bus, NULL, NORN_BUS_PATH);
 }
 
 int manager_bus_register(Manager *m) {
         int r = manager_bus_add_objects(m->bus, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to register object " NORN_BUS_PATH ": %m");
+                return log_error_errno(r, "Failed to register objects under " NORN_BUS_PATH ": %m");
         return 0;
+}
+
+static const char *json_str(json_t *o, const char *key) {
+        return json_string_value(json_object_get(o, key)) ?: "";
+}
+
+void manager_bus_emit_event(Manager *m, const Event *e) {
+        json_t *p = e->payload;
+        uint64_t id;
+
+        if (!m->bus)
+                return;
+        id = (uint64_t) json_integer_value(json_object_get(p, json_object_get(p, "deploymentId") ? "deploymentId"
+                                                                                                    : "id"));
+        if (streq(e->type, "deploy.queued")) {
+                _cleanup_free_ char *path = deployment_bus_path((int64_t) id);
+                if (path)
+                        (void) sd_bus_emit_signal(m->bus, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE,
+                                                  "DeploymentQueued", "tsso", id, e->app, json_str(p, "ref"), path);
+        } else if (streq(e->type, "deploy.step"))
+                (void) sd_bus_emit_signal(m->bus, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "StepChanged", "tssst",
+                                          id, e->app, json_str(p, "step"), json_str(p, "status"),
+                                          (uint64_t) json_integer_value(json_object_get(p, "durationMs")) * 1000);
+        else if (streq(e->type, "deploy.log"))
+                (void) sd_bus_emit_signal(m->bus, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "LogLine", "tssss",
+                                          id, e->app, json_str(p, "step"), json_str(p, "stream"),
+                                          json_str(p, "line"));
+        else if (streq(e->type, "deploy.completed") || streq(e->type, "deploy.failed"))
+                (void) sd_bus_emit_signal(m->bus, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE,
+                                          "DeploymentFinished", "tsss", id, e->app, json_str(p, "status"),
+                                          json_str(p, "error"));
 }

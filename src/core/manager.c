@@ -8,6 +8,8 @@
 #include "api.h"
 #include "config-build.h"
 #include "health.h"
+#include "kube.h"
+#include "recovery.h"
 #include "listen.h"
 #include "log.h"
 #include "manager-bus.h"
@@ -81,9 +83,10 @@ static int on_systemd_check_timer(sd_event_source *s, uint64_t usec, void *userd
 static void on_db_state(Db *db, bool up, void *userdata) {
         Manager *m = userdata;
 
-        if (up)
+        if (up) {
                 log_info("Database connected, schema is current.");
-        else
+                recovery_on_database_up(m);
+        } else
                 log_warning("Database unavailable: %s", strna(db_last_error(db)));
         manager_update_status(m);
 }
@@ -140,6 +143,7 @@ int manager_new(NornConfig *config, Manager **ret) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGCHLD); /* sd-event child sources need it blocked */
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(-errno, "Failed to block signals: %m");
         if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m)) < 0 ||
@@ -226,13 +230,56 @@ int manager_run(Manager *m) {
         return r;
 }
 
+sd_bus *manager_systemd_bus(Manager *m) {
+        if (m->systemd_up)
+                return m->bus;
+        if (!m->warned_no_manager) {
+                log_warning("The systemd %s manager is unreachable: deploy steps run as plain process "
+                            "groups, without scopes or resource limits.", m->config.user_mode ? "user" : "system");
+                m->warned_no_manager = true;
+        }
+        return NULL;
+}
+
+int manager_kube_client(Manager *m, char **ret_error) {
+        KubeConfig *config = NULL;
+        int r;
+
+        if (m->kube)
+                return 0;
+        r = kube_config_load(&config, ret_error);
+        if (r < 0)
+                return r;
+        r = kube_client_new(m->event, config, &m->kube);
+        if (r < 0) {
+                kube_config_free(config);
+                return r;
+        }
+        return 0;
+}
+
+static void free_deployments(Deployment *l) {
+        while (l) {
+                Deployment *next = l->next;
+                deployment_free(l);
+                l = next;
+        }
+}
+
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
-        /* Clients first, then what they use. */
+        /* Clients first, then what they use. Deployments still running are
+         * left to crash recovery at the next start: their scopes die with
+         * their StepRun here, their rows are repaired then. */
+        m->shutting_down = true;
         http_server_free(m->http);
         db_free(m->db);
+        free_deployments(m->deployments);
+        free_deployments(m->recent);
+        kube_client_free(m->kube);
+        event_log_done(&m->events);
         sd_bus_slot_unref(m->systemd_slot);
         sd_event_source_unref(m->systemd_check_timer);
         sd_bus_flush_close_unref(m->bus);

@@ -7,7 +7,16 @@
 
 #include "config.h"
 #include "db.h"
+#include "deployment.h"
+#include "events.h"
 #include "http-server.h"
+
+typedef struct KubeClient KubeClient;
+
+typedef struct WsSubscriber {
+        HttpWsClient *client;
+        struct WsSubscriber *next;
+} WsSubscriber;
 
 /* The daemon's state: one per nornd process, owned by main(). */
 typedef struct Manager {
@@ -27,6 +36,17 @@ typedef struct Manager {
         char *systemd_error;
 
         bool degraded_reported;  /* last STATUS= we sent said degraded */
+        bool warned_no_manager;  /* said once that steps run without scopes */
+
+        Deployment *deployments; /* queued and running, in queue order */
+        Deployment *recent;      /* finished, newest first, bounded */
+        bool recovered;          /* start-up recovery done: deployments may run */
+        unsigned recovery_pending;
+        bool shutting_down;
+
+        KubeClient *kube;        /* made on first use from the kubeconfig */
+        EventLog events;
+        WsSubscriber *ws_subscribers;
 } Manager;
 
 int manager_new(NornConfig *config, Manager **ret);
@@ -38,3 +58,10 @@ int manager_run(Manager *m);
 
 /* Called whenever something health() reports may have changed. */
 void manager_update_status(Manager *m);
+
+/* The bus to reach the systemd manager for step scopes, NULL when it is
+ * unreachable (steps then run as plain process groups). */
+sd_bus *manager_systemd_bus(Manager *m);
+
+/* The Kubernetes client, made from the configuration on first use. */
+int manager_kube_client(Manager *m, char **ret_error);

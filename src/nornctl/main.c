@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,10 @@ static void help(void) {
                "Control the Norn deploy daemon.\n\n"
                "Commands:\n"
                "  version        Show client and daemon versions\n"
-               "  health         Show the daemon's health; exits 1 when degraded\n\n"
+               "  health         Show the daemon's health; exits 1 when degraded\n"
+               "  deploy APP [REF]  Deploy APP at REF (default HEAD) and follow it to the end;\n"
+               "                 exits 0 only when deployed\n"
+               "  cancel ID      Cancel a queued or running deployment\n\n"
                "Options:\n"
                "  -h --help      Show this help\n"
                "     --version   Show package version\n"
@@ -101,12 +106,163 @@ static int cmd_health(sd_bus *bus) {
         return streq(status, "ok") ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+/* --- deploy: queue, then follow the deployment's signals to its end --- */
+
+typedef struct Follow {
+        uint64_t id;
+        bool done;
+        bool deployed;
+        bool color;
+        bool daemon_gone;
+} Follow;
+
+static const char *paint(const Follow *f, const char *code) {
+        return f->color ? code : "";
+}
+
+static int on_step_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Follow *f = userdata;
+        const char *app, *step, *status;
+        uint64_t id, duration;
+
+        if (sd_bus_message_read(m, "tssst", &id, &app, &step, &status, &duration) < 0 || id != f->id)
+                return 0;
+        if (streq(status, "running"))
+                printf("%s\u25b6 %s%s\n", paint(f, "\033[1m"), step, paint(f, "\033[0m"));
+        else if (streq(status, "succeeded"))
+                printf("%s\u2713 %s%s (%.1fs)\n", paint(f, "\033[32m"), step, paint(f, "\033[0m"),
+                       (double) duration / 1e6);
+        else if (streq(status, "failed"))
+                printf("%s\u2717 %s%s (%.1fs)\n", paint(f, "\033[31m"), step, paint(f, "\033[0m"),
+                       (double) duration / 1e6);
+        else if (streq(status, "skipped"))
+                printf("%s- %s skipped%s\n", paint(f, "\033[2m"), step, paint(f, "\033[0m"));
+        fflush(stdout);
+        return 0;
+}
+
+static int on_log_line(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Follow *f = userdata;
+        const char *app, *step, *stream, *line;
+        uint64_t id;
+
+        if (sd_bus_message_read(m, "tssss", &id, &app, &step, &stream, &line) < 0 || id != f->id)
+                return 0;
+        printf("    %s%s%s\n", paint(f, "\033[2m"), line, paint(f, "\033[0m"));
+        fflush(stdout);
+        return 0;
+}
+
+static int on_finished(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Follow *f = userdata;
+        const char *app, *status, *err;
+        uint64_t id;
+
+        if (sd_bus_message_read(m, "tsss", &id, &app, &status, &err) < 0 || id != f->id)
+                return 0;
+        f->done = true;
+        f->deployed = streq(status, "deployed");
+        if (f->deployed)
+                printf("%sdeployment %" PRIu64 " of %s: deployed%s\n", paint(f, "\033[1;32m"), id, app,
+                       paint(f, "\033[0m"));
+        else
+                printf("%sdeployment %" PRIu64 " of %s: %s%s%s%s\n", paint(f, "\033[1;31m"), id, app, status,
+                       *err ? ": " : "", err, paint(f, "\033[0m"));
+        return 0;
+}
+
+static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Follow *f = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 && streq(name, NORN_BUS_NAME) &&
+            !*new_owner) {
+                f->daemon_gone = true;
+                f->done = true;
+        }
+        return 0;
+}
+
+static int add_signal_match(sd_bus *bus, const char *member, sd_bus_message_handler_t cb, Follow *f) {
+        return sd_bus_match_signal(bus, NULL, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, member,
+                                   cb, f);
+}
+
+static int cmd_deploy(sd_bus *bus, char **args) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Follow f = { .color = isatty(STDOUT_FILENO) };
+        const char *path, *app = args[0], *ref = args[1] ?: "HEAD";
+        int r;
+
+        /* Subscribe first, so no event of the new deployment can be missed. */
+        if ((r = add_signal_match(bus, "StepChanged", on_step_changed, &f)) < 0 ||
+            (r = add_signal_match(bus, "LogLine", on_log_line, &f)) < 0 ||
+            (r = add_signal_match(bus, "DeploymentFinished", on_finished, &f)) < 0 ||
+            (r = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                     "org.freedesktop.DBus", "NameOwnerChanged", on_owner_changed, &f)) < 0)
+                return fail("cannot subscribe to nornd's signals: %s", strerror(-r));
+
+        r = sd_bus_call_method(bus, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "Deploy", &error,
+                               &reply, "ss", app, ref);
+        if (r < 0)
+                return fail_call(&error, r);
+        r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0 || !strrchr(path, '/') || sscanf(strrchr(path, '/') + 1, "%" SCNu64, &f.id) != 1)
+                return fail("malformed reply from nornd");
+        printf("deployment %" PRIu64 " of %s (%s) queued\n", f.id, app, ref);
+        fflush(stdout);
+
+        while (!f.done) {
+                r = sd_bus_process(bus, NULL);
+                if (r < 0)
+                        return fail("lost the connection to the bus: %s", strerror(-r));
+                if (r > 0)
+                        continue;
+                r = sd_bus_wait(bus, UINT64_MAX);
+                if (r < 0 && r != -EINTR)
+                        return fail("lost the connection to the bus: %s", strerror(-r));
+        }
+        if (f.daemon_gone)
+                return fail("nornd went away while deployment %" PRIu64 " was running", f.id);
+        return f.deployed ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+static int cmd_cancel(sd_bus *bus, char **args) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t id;
+        char *end;
+        int r;
+
+        errno = 0;
+        id = strtoull(args[0], &end, 10);
+        if (errno != 0 || *end || !*args[0] || args[0][0] == '-' || id == 0)
+                return fail("invalid deployment id '%s'", args[0]);
+        r = sd_bus_call_method(bus, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "Cancel", &error,
+                               NULL, "t", id);
+        if (r < 0)
+                return fail_call(&error, r);
+        printf("deployment %" PRIu64 " cancelled\n", id);
+        return EXIT_SUCCESS;
+}
+
+static int cmd_version_args(sd_bus *bus, char **args) {
+        return cmd_version(bus);
+}
+
+static int cmd_health_args(sd_bus *bus, char **args) {
+        return cmd_health(bus);
+}
+
 static const struct {
         const char *name;
-        int (*run)(sd_bus *bus);
+        unsigned min_args, max_args;
+        int (*run)(sd_bus *bus, char **args);
 } commands[] = {
-        { "version", cmd_version },
-        { "health",  cmd_health },
+        { "version", 0, 0, cmd_version_args },
+        { "health",  0, 0, cmd_health_args },
+        { "deploy",  1, 2, cmd_deploy },
+        { "cancel",  1, 1, cmd_cancel },
 };
 
 int main(int argc, char *argv[]) {
@@ -121,7 +277,9 @@ int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int c;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+        /* "+": options end at the command, so "deploy -x" hands "-x" to nornd
+         * (which refuses it as an app name) instead of parsing it here. */
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -143,14 +301,17 @@ int main(int argc, char *argv[]) {
 
         if (optind >= argc)
                 return fail("missing command; see --help");
-        if (optind + 1 < argc)
-                return fail("too many arguments for '%s'; see --help", argv[optind]);
 
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 if (streq(argv[optind], commands[i].name)) {
+                        unsigned n = (unsigned) (argc - optind - 1);
+                        if (n < commands[i].min_args)
+                                return fail("'%s' needs more arguments; see --help", argv[optind]);
+                        if (n > commands[i].max_args)
+                                return fail("too many arguments for '%s'; see --help", argv[optind]);
                         if (connect_bus(&bus) != 0)
                                 return EXIT_FAILURE;
-                        return commands[i].run(bus);
+                        return commands[i].run(bus, argv + optind + 1);
                 }
 
         return fail("unknown command '%s'; see --help", argv[optind]);

@@ -32,7 +32,9 @@ static int print_introspection(void) {
         _cleanup_free_ char *xml = NULL;
         int r;
 
-        r = bus_introspect(add_introspection_objects, NORN_BUS_PATH, "org.norn.Norn1.", &xml);
+        static const char *const paths[] = { NORN_BUS_PATH, NORN_BUS_PATH "/deployment/1", NULL };
+
+        r = bus_introspect(add_introspection_objects, paths, "org.norn.Norn1.", &xml);
         if (r < 0)
                 return log_error_errno(r, "Failed to introspect our vtables: %m");
         fputs(xml, stdout);
@@ -87,7 +89,8 @@ int main(int argc, char *argv[]) {
         NornConfig config;
         int r;
 
-        log_setup(LOG_TARGET_AUTO, LOG_INFO);
+        /* Command line and configuration errors are for whoever started us. */
+        log_setup(LOG_TARGET_STDERR, LOG_INFO);
 
         r = parse_argv(argc, argv);
         if (r <= 0)
@@ -96,6 +99,8 @@ int main(int argc, char *argv[]) {
         r = config_load(&config, arg_user);
         if (r < 0)
                 return EXIT_FAILURE;
+
+        log_setup(LOG_TARGET_AUTO, LOG_INFO);
 
         r = manager_new(&config, &m);
         config_done(&config);

@@ -7,7 +7,7 @@ import os
 import socket
 import unittest
 
-from nornlib import Nornd, http_request, main, raw_request, status_of
+from nornlib import Nornd, http_request, main, raw_request, status_of, wait_until
 
 
 class HttpApiTest(unittest.TestCase):
@@ -42,6 +42,7 @@ class HttpApiTest(unittest.TestCase):
         with open(path, "w") as f:
             f.write("apiVersion: v1\nkind: Config\n")
         with Nornd(env={"KUBECONFIG": path}) as other:
+            wait_until(lambda: other.health()[0] == 200, what="all components up")
             status, body = other.health()
             self.assertEqual(body["components"]["kubernetes"]["status"], "up", body)
             self.assertIn(path, body["components"]["kubernetes"]["detail"])
@@ -52,16 +53,21 @@ class HttpApiTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual(body["name"], "norn")
         self.assertRegex(body["version"], r"^\d+\.\d+\.\d+$")
-        self.assertTrue(headers["Content-Type"].startswith("application/json"))
+        headers = {k.lower(): v for k, v in headers.items()}
+        self.assertTrue(headers["content-type"].startswith("application/json"))
+        self.assertEqual(headers["cache-control"], "no-store")
 
     def test_unknown_path_is_json_404(self):
-        for path in ("/nope", "/api/../etc/passwd", "/api/health/x", "/%00", "/api/version?x=1%"):
+        for path in ("/nope", "/api/../etc/passwd", "/api/health/x", "/api/healthz", "/API/health"):
             status, body, _ = http_request(self.nornd.port, "GET", path)
-            expected = 200 if path.startswith("/api/version?") else 404
-            self.assertEqual(status, expected, path)
-            if expected == 404:
-                self.assertEqual(body["code"], "not_found", path)
-                self.assertIn("error", body)
+            self.assertEqual(status, 404, path)
+            self.assertEqual(body["code"], "not_found", path)
+            self.assertIn("error", body)
+        # A NUL byte or a broken escape is not a target at all.
+        for path in ("/%00", "/api/version?x=1%", "/api/%zz"):
+            status, body, _ = http_request(self.nornd.port, "GET", path)
+            self.assertEqual(status, 400, path)
+            self.assertEqual(body["code"], "bad_request", path)
 
     def test_wrong_method_is_405(self):
         for method in ("POST", "DELETE", "PUT", "PATCH"):
@@ -70,9 +76,10 @@ class HttpApiTest(unittest.TestCase):
             self.assertEqual(body["code"], "method_not_allowed")
 
     def test_malformed_request_lines(self):
+        raw = raw_request(self.nornd.port, b"GET /api/health HTTP/9.9\r\n\r\n")
+        self.assertEqual(status_of(raw), 505, raw[:200])
         for payload in (b"GARBAGE\r\n\r\n",
                         b"GET\r\n\r\n",
-                        b"GET /api/health HTTP/9.9\r\n\r\n",
                         b"GET /api/health HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n",
                         b"\x00\x01\x02\x03\xff\xfe\r\n\r\n",
                         b"GET /api/health HTTP/1.1\r\nContent-Length: -5\r\n\r\n",

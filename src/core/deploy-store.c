@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "deploy-store.h"
+#include "log.h"
+#include "manager.h"
+
+#define USEC_PARAM(buf, v) (snprintf((buf), sizeof(buf), "%" PRIu64, (uint64_t) (v)), (buf))
+#define TS(n) "to_timestamp($" #n "::bigint / 1e6)"
+
+uint64_t now_realtime_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+static void on_result(Db *db, const PGresult *res, const char *error, void *userdata) {
+        Deployment *d = userdata;
+        DeployStoreDone done = d->store_done;
+        int r = 0;
+
+        d->store_done = NULL;
+        if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)) {
+                log_warning("Failed to record deployment %" PRIi64 " of %s: %s", d->id, d->app,
+                            strna(error));
+                r = res ? -EIO : -ENOTCONN;
+        } else if (d->id == 0 && PQntuples(res) == 1) {
+                /* The INSERT's RETURNING. */
+                d->id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+                d->queued_usec = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+        }
+        if (done)
+                done(d, r);
+}
+
+static int store(Deployment *d, const char *sql, int n, const char *const *params, DeployStoreDone done) {
+        int r;
+
+        if (d->store_done)
+                return -EBUSY;
+        r = db_query(d->manager->db, sql, n, params, on_result, d);
+        if (r < 0)
+                return r;
+        d->store_done = done;
+        return 0;
+}
+
+int deploy_store_insert(Deployment *d, DeployStoreDone done) {
+        const char *params[] = { d->app, d->ref, d->requested_by };
+
+        return store(d,
+                     "WITH d AS (INSERT INTO deployments (app, ref, requested_by) VALUES ($1, $2, $3) "
+                     "           RETURNING id, queued_at), "
+                     "     s AS (INSERT INTO deployment_steps (deployment_id, name, position) "
+                     "           SELECT d.id, n.name, n.pos FROM d, unnest(ARRAY['clone', 'build', 'test', "
+                     "           'snapshot', 'migrate', 'deploy', 'cleanup']) WITH ORDINALITY AS n(name, pos)) "
+                     "SELECT id, (extract(epoch FROM queued_at) * 1000000)::bigint FROM d",
+                     3, params, done);
+}
+
+int deploy_store_start(Deployment *d, DeployStoreDone done) {
+        char id[32], ts[32];
+        const char *params[] = { USEC_PARAM(id, d->id), USEC_PARAM(ts, d->started_usec) };
+
+        return store(d, "UPDATE deployments SET status = 'building', step = 'clone', started_at = " TS(2)
+                        " WHERE id = $1",
+                     2, params, done);
+}
+
+int deploy_store_step_begin(Deployment *d, StepId s, DeployStoreDone done) {
+        const DeploymentStep *st = &d->steps[s];
+        char id[32], ts[32];
+        const char *params[] = { USEC_PARAM(id, d->id), deploy_status_to_string(d->status),
+                                 step_to_string(s), step_status_to_string(st->status),
+                                 USEC_PARAM(ts, st->started_usec ?: now_realtime_usec()) };
+
+        return store(d,
+                     "WITH d AS (UPDATE deployments SET status = $2, step = $3 WHERE id = $1) "
+                     "UPDATE deployment_steps SET status = $4, "
+                     "       started_at = CASE WHEN $4 = 'running' THEN " TS(5) " END "
+                     " WHERE deployment_id = $1 AND name = $3",
+                     5, params, done);
+}
+
+int deploy_store_step_end(Deployment *d, StepId s, DeployStoreDone done) {
+        const DeploymentStep *st = &d->steps[s];
+        _cleanup_free_ char *tail = output_tail_get(&st->tail);
+        char id[32], ts[32], dur[32], code[32];
+        const char *params[] = {
+                USEC_PARAM(id, d->id), step_to_string(s), step_status_to_string(st->status),
+                USEC_PARAM(ts, st->finished_usec),
+                USEC_PARAM(dur, (st->finished_usec - st->started_usec) / 1000),
+                st->exit_code >= 0 ? (snprintf(code, sizeof(code), "%d", st->exit_code), code) : NULL,
+                st->unit, tail, d->commit_sha, d->image_tag, d->source,
+        };
+
+        if (!tail)
+                return -ENOMEM;
+        return store(d,
+                     "WITH d AS (UPDATE deployments SET commit_sha = coalesce($9, commit_sha), "
+                     "           image_tag = coalesce($10, image_tag), source = coalesce($11, source) "
+                     "           WHERE id = $1) "
+                     "UPDATE deployment_steps SET status = $3, finished_at = " TS(4) ", duration_ms = $5, "
+                     "       exit_code = $6, scope_unit = $7, output_tail = $8 "
+                     " WHERE deployment_id = $1 AND name = $2",
+                     11, params, done);
+}
+
+int deploy_store_finish(Deployment *d, DeployStoreDone done) {
+        char id[32], ts[32];
+        const char *params[] = { USEC_PARAM(id, d->id), deploy_status_to_string(d->status), d->error,
+                                 USEC_PARAM(ts, d->finished_usec) };
+
+        return store(d, "UPDATE deployments SET status = $2, error = $3, finished_at = " TS(4)
+                        " WHERE id = $1",
+                     4, params, done);
+}
+
+int deploy_store_snapshot(Deployment *d, const char *database, const char *file, uint64_t size,
+                          DeployStoreDone done) {
+        char id[32], sz[32];
+        const char *params[] = { d->app, database, file, USEC_PARAM(sz, size), d->commit_sha,
+                                 USEC_PARAM(id, d->id) };
+
+        return store(d, "INSERT INTO snapshots (app, database, file, size_bytes, commit_sha, deployment_id) "
+                        "VALUES ($1, $2, $3, $4, $5, $6)",
+                     6, params, done);
+}
+
+typedef struct OrphanQuery {
+        Manager *manager;
+        void (*done)(Manager *m, int n_failed);
+} OrphanQuery;
+
+static void on_orphans(Db *db, const PGresult *res, const char *error, void *userdata) {
+        OrphanQuery *q = userdata;
+        int n = -EIO;
+
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+                n = PQntuples(res);
+        else
+                log_warning("Failed to mark interrupted deployments failed: %s", strna(error));
+        if (q->done)
+                q->done(q->manager, n);
+        free(q);
+}
+
+int deploy_store_fail_orphans(Manager *m, const char *error, void (*done)(Manager *m, int n_failed)) {
+        _cleanup_free_ char *active = NULL;
+        size_t size = 0;
+        FILE *f;
+        OrphanQuery *q;
+        int r;
+
+        /* The ids this nornd is still driving, as a Postgres array literal. */
+        f = open_memstream(&active, &size);
+        if (!f)
+                return -ENOMEM;
+        fputc('{', f);
+        for (Deployment *d = m->deployments; d; d = d->next)
+                if (d->id > 0)
+                        fprintf(f, "%s%" PRIi64, ftell(f) > 1 ? "," : "", d->id);
+        fputc('}', f);
+        if (fclose(f) != 0)
+                return -ENOMEM;
+
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        *q = (OrphanQuery) { m, done };
+
+        const char *params[] = { error, active };
+        r = db_query(m->db,
+                     "WITH d AS (UPDATE deployments SET status = 'failed', error = $1, finished_at = now() "
+                     "           WHERE status NOT IN ('deployed', 'failed', 'rolled_back') "
+                     "             AND NOT (id = ANY($2::bigint[])) RETURNING id, app), "
+                     "     s AS (UPDATE deployment_steps SET status = 'failed', finished_at = now() "
+                     "           WHERE status = 'running' AND deployment_id IN (SELECT id FROM d)) "
+                     "SELECT id, app FROM d",
+                     2, params, on_orphans, q);
+        if (r < 0)
+                free(q);
+        return r;
+}

@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deploy-store.h"
+#include "events.h"
+#include "infraspec.h"
+#include "log.h"
+#include "manager-bus.h"
+#include "manager.h"
+#include "pipeline.h"
+#include "scheduler.h"
+#include "step-driver.h"
+#include "strv.h"
+#include "utf8.h"
+
+/* journald message ids of the key events, for journalctl MESSAGE_ID=... */
+#define MESSAGE_ID_DEPLOY_STARTED   "MESSAGE_ID=3c2b8e0b6a5e4d2c9f1e7a4b5d6c8e01"
+#define MESSAGE_ID_DEPLOY_COMPLETED "MESSAGE_ID=3c2b8e0b6a5e4d2c9f1e7a4b5d6c8e02"
+#define MESSAGE_ID_DEPLOY_FAILED    "MESSAGE_ID=3c2b8e0b6a5e4d2c9f1e7a4b5d6c8e03"
+
+static void step_enter(Deployment *d, StepId s);
+static void step_end(Deployment *d, StepStatus status);
+static void deployment_finish(Deployment *d);
+
+static void log_deployment(Deployment *d, int level, const char *extra_field, const char *format, ...)
+        _printf_(4, 5);
+static void log_deployment(Deployment *d, int level, const char *extra_field, const char *format, ...) {
+        char buf[DEPLOYMENT_LOG_FIELDS_MAX][96], message[2048];
+        const char *fields[DEPLOYMENT_LOG_FIELDS_MAX + 1];
+        va_list ap;
+
+        deployment_log_fields(d, buf, fields);
+        if (extra_field) {
+                size_t n = 0;
+                while (fields[n])
+                        n++;
+                fields[n] = extra_field;
+                fields[n + 1] = NULL;
+        }
+        va_start(ap, format);
+        vsnprintf(message, sizeof(message), format, ap);
+        va_end(ap);
+        log_fields(level, fields, "%s", message);
+}
+
+int deployment_fail(Deployment *d, const char *format, ...) {
+        va_list ap;
+        char *e;
+
+        if (d->error)
+                return -EIO;
+        va_start(ap, format);
+        if (vasprintf(&e, format, ap) < 0)
+                e = NULL;
+        va_end(ap);
+        d->error = e ?: strdup("out of memory");
+        return -EIO;
+}
+
+static void deployment_line(Deployment *d, const char *line, const char *stream) {
+        char field[32];
+
+        snprintf(field, sizeof(field), "NORN_STREAM=%s", stream);
+        log_deployment(d, LOG_INFO, field, "%s", line);
+        if (d->step >= 0 && d->step < _STEP_MAX)
+                output_tail_append_line(&d->steps[d->step].tail, line);
+        if (streq(stream, "stdout")) {
+                free(d->last_stdout);
+                d->last_stdout = strdup(line);
+        }
+        events_emit(d->manager, "deploy.log", d->app,
+                    json_pack("{s:I, s:s?, s:s, s:s}", "deploymentId", (json_int_t) d->id,
+                              "step", step_to_string(d->step), "stream", stream, "line", line));
+}
+
+void deployment_log(Deployment *d, const char *format, ...) {
+        char line[2048];
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(line, sizeof(line), format, ap);
+        va_end(ap);
+        deployment_line(d, line, "norn");
+}
+
+static void emit_step_event(Deployment *d, StepId s) {
+        json_t *payload = deployment_step_to_json(d, s);
+
+        if (payload)
+                json_object_set_new(payload, "deploymentId", json_integer((json_int_t) d->id));
+        events_emit(d->manager, "deploy.step", d->app, payload);
+        manager_bus_deployment_changed(d->manager, d);
+}
+
+/* Runs the next piece of work once a write is committed; with the database
+ * gone, the deployment still ends (in memory) and the row is repaired later. */
+static bool store_ok(Deployment *d, int r) {
+        if (r >= 0)
+                return true;
+        if (!d->db_lost) {
+                d->db_lost = true;
+                deployment_fail(d, "database unavailable during deployment");
+                log_deployment(d, LOG_ERR, NULL, "Lost the database during deployment %" PRIi64
+                               "; stopping it.", d->id);
+        }
+        return false;
+}
+
+static void store_or_continue(Deployment *d, int (*write)(Deployment *, StepId, DeployStoreDone),
+                              StepId s, DeployStoreDone next) {
+        int r = d->db_lost ? -ENOTCONN : write(d, s, next);
+        if (r < 0) {
+                store_ok(d, r);
+                next(d, r);
+        }
+}
+
+/* --- step end --- */
+
+static void on_step_end_stored(Deployment *d, int r) {
+        StepId s = d->step;
+
+        (void) store_ok(d, r);
+        emit_step_event(d, s);
+
+        if (s == STEP_CLEANUP)
+                deployment_finish(d);
+        else if (d->steps[s].status == STEP_FAILED || d->error)
+                step_enter(d, STEP_CLEANUP);
+        else
+                step_enter(d, s + 1);
+}
+
+static void step_end(Deployment *d, StepStatus status) {
+        DeploymentStep *st = &d->steps[d->step];
+
+        st->status = status;
+        st->finished_usec = now_realtime_usec();
+        if (status == STEP_FAILED)
+                log_deployment(d, LOG_WARNING, NULL, "Step %s failed: %s", step_to_string(d->step),
+                               strna(d->error));
+        else
+                log_deployment(d, LOG_INFO, NULL, "Step %s %s (%.1fs).", step_to_string(d->step),
+                               step_status_to_string(status),
+                               (double) (st->finished_usec - st->started_usec) / 1e6);
+        store_or_continue(d, deploy_store_step_end, d->step, on_step_end_stored);
+}
+
+static void step_driver_result(Deployment *d, int r) {
+        if (r > 0)
+                return; /* more work started; pipeline_step_continue() follows */
+
+        /* Cleanup is best-effort: its failure is recorded on the step only. */
+        if (r < 0 && d->step == STEP_CLEANUP) {
+                step_end(d, STEP_FAILED);
+                return;
+        }
+        step_end(d, r == 0 ? STEP_SUCCEEDED : STEP_FAILED);
+}
+
+void pipeline_step_continue(Deployment *d, const StepRunResult *result) {
+        DeploymentStep *st = &d->steps[d->step];
+        int r;
+
+        st->exit_code = result->exit_code;
+
+        if (result->cancelled || (d->cancel_requested && d->step != STEP_CLEANUP)) {
+                deployment_fail(d, "cancelled");
+                step_driver_result(d, -ECANCELED);
+                return;
+        }
+        if (result->timed_out) {
+                deployment_fail(d, "step %s timed out after %" PRIu64 "s", step_to_string(d->step),
+                                d->manager->config.step_timeout_usec[d->step] / 1000000);
+                step_driver_result(d, -ETIMEDOUT);
+                return;
+        }
+
+        r = step_driver(d->step)(d, result);
+        step_driver_result(d, r);
+}
+
+/* --- step start --- */
+
+static void on_step_begin_stored(Deployment *d, int r) {
+        if (!store_ok(d, r) && d->step != STEP_CLEANUP) {
+                /* Nothing may run that the database does not know of. */
+                step_end(d, STEP_FAILED);
+                return;
+        }
+        emit_step_event(d, d->step);
+
+        if (d->steps[d->step].status == STEP_SKIPPED) {
+                step_enter(d, d->step + 1);
+                return;
+        }
+        if (d->cancel_requested && d->step != STEP_CLEANUP) {
+                /* Cancelled while the step's start was being recorded. */
+                deployment_fail(d, "cancelled");
+                step_end(d, STEP_FAILED);
+                return;
+        }
+        log_deployment(d, LOG_INFO, NULL, "Step %s started.", step_to_string(d->step));
+        d->phase = 0;
+        step_driver_result(d, step_driver(d->step)(d, NULL));
+}
+
+static void step_enter(Deployment *d, StepId s) {
+        DeploymentStep *st = &d->steps[s];
+        DeployStatus status = step_deploy_status(s);
+
+        if (d->cancel_requested && s != STEP_CLEANUP) {
+                deployment_fail(d, "cancelled");
+                s = STEP_CLEANUP;
+                st = &d->steps[s];
+        }
+
+        d->step = s;
+        if (step_is_skipped(d, s))
+                st->status = STEP_SKIPPED;
+        else {
+                st->status = STEP_RUNNING;
+                st->started_usec = now_realtime_usec();
+                if (status >= 0)
+                        d->status = status;
+        }
+        store_or_continue(d, deploy_store_step_begin, s, on_step_begin_stored);
+}
+
+static void on_step_line(StepRun *run, const char *line, bool is_stderr, void *userdata) {
+        _cleanup_free_ char *clean = strdup(line);
+
+        if (!clean)
+                return (void) log_oom();
+        utf8_sanitize(clean);
+        deployment_line(userdata, clean, is_stderr ? "stderr" : "stdout");
+}
+
+static void on_step_done(StepRun *run, const StepRunResult *result, void *userdata) {
+        Deployment *d = userdata;
+
+        /* The finished run is freed on the next step or with the deployment. */
+        d->finished_run = step_run_free(d->finished_run);
+        d->finished_run = TAKE_PTR(d->run);
+        pipeline_step_continue(d, result);
+}
+
+int pipeline_run_command(Deployment *d, char *const *argv, char *const *env, const char *cwd) {
+        Manager *m = d->manager;
+        DeploymentStep *st = &d->steps[d->step];
+        _cleanup_free_ char *unit = NULL;
+        int r;
+
+        if (d->cancel_requested && d->step != STEP_CLEANUP)
+                return deployment_fail(d, "cancelled");
+
+        /* One scope per command: the first is norn-<app>-<id>-<step>.scope,
+         * later ones of the same step get -<n>. */
+        if (d->phase == 0)
+                r = asprintf(&unit, "norn-%s-%" PRIi64 "-%s.scope", d->app, d->id, step_to_string(d->step));
+        else
+                r = asprintf(&unit, "norn-%s-%" PRIi64 "-%s-%u.scope", d->app, d->id,
+                             step_to_string(d->step), d->phase);
+        if (r < 0)
+                return -ENOMEM;
+        d->phase++;
+
+        StepRunSpec spec = {
+                .argv = argv,
+                .env = env,
+                .cwd = cwd,
+                .unit = unit,
+                .slice = m->config.slice,
+                .memory_max = m->config.step_memory_max,
+                .tasks_max = m->config.step_tasks_max,
+                .cpu_quota_per_sec_usec = m->config.step_cpu_quota_usec,
+                .timeout_usec = m->config.step_timeout_usec[d->step],
+                .stdin_fd = -1,
+        };
+
+        r = step_run_start(m->event, manager_systemd_bus(m), &spec, on_step_line,
+                           on_step_done, d, &d->run);
+        if (r < 0) {
+                /* Cleanup is best-effort and must not turn a deploy into a failure. */
+                if (d->step == STEP_CLEANUP) {
+                        deployment_log(d, "cannot start %s: %s", argv[0], strerror(-r));
+                        return r;
+                }
+                return deployment_fail(d, "failed to start %s: %s", argv[0], strerror(-r));
+        }
+
+        free(st->unit);
+        st->unit = manager_systemd_bus(m) ? TAKE_PTR(unit) : NULL;
+        return 1;
+}
+
+
+/* --- start and finish --- */
+
+static void on_started_stored(Deployment *d, int r) {
+        if (!store_ok(d, r)) {
+                deployment_finish(d);
+                return;
+        }
+        manager_bus_deployment_changed(d->manager, d);
+        step_enter(d, STEP_CLONE);
+}
+
+void pipeline_start(Deployment *d) {
+        Manager *m = d->manager;
+        int r;
+
+        log_deployment(d, LOG_INFO, MESSAGE_ID_DEPLOY_STARTED, "Deployment %" PRIi64 " of %s (%s) started.",
+                       d->id, d->app, d->ref);
+
+        if (asprintf(&d->workdir, "%s/work/%s-%" PRIi64, m->config.state_dir, d->app, d->id) < 0) {
+                d->workdir = NULL;
+                deployment_fail(d, "out of memory");
+                deployment_finish(d);
+                return;
+        }
+
+        d->started_usec = now_realtime_usec();
+        d->status = DEPLOY_BUILDING;
+        d->step = STEP_CLONE;
+        r = deploy_store_start(d, on_started_stored);
+        if (r < 0)
+                on_started_stored(d, r);
+}
+
+static void on_finish_stored(Deployment *d, int r) {
+        (void) store_ok(d, r);
+
+        if (d->status == DEPLOY_DEPLOYED) {
+                log_deployment(d, LOG_INFO, MESSAGE_ID_DEPLOY_COMPLETED,
+                               "Deployment %" PRIi64 " of %s deployed %s.", d->id, d->app, strna(d->image_tag));
+                events_emit(d->manager, "deploy.completed", d->app, deployment_to_json(d));
+        } else {
+                log_deployment(d, LOG_ERR, MESSAGE_ID_DEPLOY_FAILED, "Deployment %" PRIi64 " of %s failed: %s",
+                               d->id, d->app, strna(d->error));
+                events_emit(d->manager, "deploy.failed", d->app, deployment_to_json(d));
+        }
+        manager_bus_deployment_changed(d->manager, d);
+        scheduler_deployment_finished(d->manager, d);
+}
+
+static void deployment_finish(Deployment *d) {
+        d->status = d->error ? DEPLOY_FAILED : DEPLOY_DEPLOYED;
+        d->finished_usec = now_realtime_usec();
+
+        if (d->db_lost || d->id == 0) {
+                on_finish_stored(d, 0);
+                return;
+        }
+        int r = deploy_store_finish(d, on_finish_stored);
+        if (r < 0)
+                on_finish_stored(d, r);
+}
+
+int pipeline_cancel(Deployment *d) {
+        if (deploy_status_is_final(d->status))
+                return -EALREADY;
+        if (d->cancel_requested)
+                return 0;
+
+        d->cancel_requested = true;
+        log_deployment(d, LOG_NOTICE, NULL, "Cancelling deployment %" PRIi64 ".", d->id);
+
+        if (d->status == DEPLOY_QUEUED) {
+                /* Never started: nothing to stop or clean up. */
+                deployment_fail(d, "cancelled");
+                deployment_finish(d);
+                return 0;
+        }
+        if (d->step == STEP_CLEANUP)
+                return 0; /* already on its way out */
+        if (d->run)
+                return step_run_cancel(d->run);
+        if (d->kube) {
+                step_deploy_cancel(d);
+                return 0;
+        }
+        /* Between steps (a database write in flight): step_enter() sees the flag. */
+        return 0;
+}

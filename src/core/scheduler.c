@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deploy-store.h"
+#include "events.h"
+#include "infraspec.h"
+#include "log.h"
+#include "manager-bus.h"
+#include "manager.h"
+#include "pipeline.h"
+#include "scheduler.h"
+#include "step-driver.h"
+
+#define RECENT_MAX 64U
+
+typedef struct SubmitRequest {
+        void (*done)(Deployment *d, int r, void *userdata);
+        void *userdata;
+} SubmitRequest;
+
+static void list_append(Deployment **head, Deployment *d) {
+        Deployment **p = head;
+        while (*p)
+                p = &(*p)->next;
+        d->next = NULL;
+        *p = d;
+}
+
+static void list_remove(Deployment **head, Deployment *d) {
+        for (Deployment **p = head; *p; p = &(*p)->next)
+                if (*p == d) {
+                        *p = d->next;
+                        d->next = NULL;
+                        return;
+                }
+}
+
+Deployment *manager_find_deployment(Manager *m, int64_t id) {
+        for (Deployment *d = m->deployments; d; d = d->next)
+                if (d->id == id)
+                        return d;
+        for (Deployment *d = m->recent; d; d = d->next)
+                if (d->id == id)
+                        return d;
+        return NULL;
+}
+
+static char *first_error(const InfraspecDiagnostics *diags) {
+        for (size_t i = 0; i < diags->n; i++)
+                if (diags->items[i].error)
+                        return infraspec_diagnostic_format(diags, i);
+        return NULL;
+}
+
+static int error_printf(char **ret, const char *format, ...) _printf_(2, 3);
+static int error_printf(char **ret, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        if (vasprintf(ret, format, ap) < 0)
+                *ret = NULL;
+        va_end(ap);
+        return -EINVAL;
+}
+
+static void on_inserted(Deployment *d, int r) {
+        Manager *m = d->manager;
+        SubmitRequest *req = d->submit;
+
+        d->submit = NULL;
+        if (r < 0) {
+                list_remove(&m->deployments, d);
+                req->done(d, r, req->userdata);
+                free(req);
+                deployment_free(d);
+                return;
+        }
+
+        log_info("Deployment %" PRIi64 " of %s (%s) queued by %s.", d->id, d->app, d->ref, d->requested_by);
+        manager_bus_deployment_added(m, d);
+        events_emit(m, "deploy.queued", d->app, deployment_to_json(d));
+        req->done(d, 0, req->userdata);
+        free(req);
+
+        if (d->cancel_requested)
+                (void) pipeline_cancel(d);
+        scheduler_kick(m);
+}
+
+int scheduler_submit(Manager *m, const char *app, const char *ref, const char *requested_by,
+                     void (*done)(Deployment *d, int r, void *userdata), void *userdata,
+                     char **ret_error) {
+        _cleanup_(deployment_freep) Deployment *d = NULL;
+        _cleanup_free_ char *path = NULL;
+        InfraspecDiagnostics diags = {};
+        SubmitRequest *req;
+        unsigned waiting = 0;
+        int r;
+
+        *ret_error = NULL;
+        if (!app_id_is_valid(app))
+                return error_printf(ret_error, "invalid app name: must match ^[a-z0-9][a-z0-9-]*$, at most %u "
+                                               "characters", APP_ID_MAX);
+        if (!ref || !*ref)
+                ref = "HEAD";
+        if (!deploy_ref_is_valid(ref))
+                return error_printf(ret_error, "invalid ref: expected HEAD, a commit SHA or a branch name");
+        if (!m->db || !db_is_up(m->db) || !m->recovered) {
+                *ret_error = strdup("the database is unavailable; try again when nornd reports healthy");
+                return -ENOTCONN;
+        }
+
+        if (asprintf(&path, "%s/%s/" INFRASPEC_FILE_NAME, m->config.apps_dir, app) < 0)
+                return -ENOMEM;
+        r = deployment_new(m, app, ref, requested_by, &d);
+        if (r < 0)
+                return r;
+        r = infraspec_load(path, app, &d->spec, &diags);
+        if (r < 0) {
+                *ret_error = r == -ENOENT ? NULL : first_error(&diags);
+                infraspec_diagnostics_done(&diags);
+                if (r == -ENOENT) {
+                        error_printf(ret_error, "no such app: %s", app);
+                        return -ENOENT;
+                }
+                if (!*ret_error)
+                        error_printf(ret_error, "cannot read the infraspec of %s: %s", app, strerror(-r));
+                return -EINVAL;
+        }
+        infraspec_diagnostics_done(&diags);
+        if (!d->spec->deploy)
+                return error_printf(ret_error, "app %s is not deployable (deploy: false)", app);
+
+        for (Deployment *i = m->deployments; i; i = i->next)
+                if (streq(i->app, app) && !i->started)
+                        waiting++;
+        if (waiting >= m->config.queue_max) {
+                error_printf(ret_error, "app %s is busy: %u deploys are already waiting", app, waiting);
+                return -EBUSY;
+        }
+
+        req = calloc(1, sizeof(*req));
+        if (!req)
+                return -ENOMEM;
+        *req = (SubmitRequest) { done, userdata };
+        d->submit = req;
+        r = deploy_store_insert(d, on_inserted);
+        if (r < 0) {
+                d->submit = NULL;
+                free(req);
+                *ret_error = strdup("the database is unavailable");
+                return r;
+        }
+        list_append(&m->deployments, d);
+        TAKE_PTR(d);
+        return 0;
+}
+
+static Deployment *next_startable(Manager *m) {
+        unsigned running = 0;
+
+        for (Deployment *d = m->deployments; d; d = d->next)
+                if (d->started)
+                        running++;
+        if (running >= m->config.max_parallel)
+                return NULL;
+
+        for (Deployment *d = m->deployments; d; d = d->next) {
+                bool app_busy = false;
+
+                if (d->started || d->id == 0 || d->store_done)
+                        continue;
+                for (Deployment *o = m->deployments; o && !app_busy; o = o->next)
+                        app_busy = o->started && streq(o->app, d->app);
+                if (!app_busy)
+                        return d;
+        }
+        return NULL;
+}
+
+void scheduler_kick(Manager *m) {
+        Deployment *d;
+
+        if (!m->recovered || m->shutting_down)
+                return;
+        /* Each start may finish (and unlink) a deployment at once, so look
+         * again from the head every time. */
+        while ((d = next_startable(m))) {
+                d->started = true;
+                pipeline_start(d);
+        }
+}
+
+void scheduler_deployment_finished(Manager *m, Deployment *d) {
+        unsigned n = 0;
+
+        list_remove(&m->deployments, d);
+        d->next = m->recent;
+        m->recent = d;
+        /* Keep the newest RECENT_MAX for D-Bus objects and late followers. */
+        for (Deployment *i = m->recent, *prev = NULL; i; prev = i, i = i->next)
+                if (++n > RECENT_MAX) {
+                        prev->next = NULL;
+                        while (i) {
+                                Deployment *next = i->next;
+                                manager_bus_deployment_removed(m, i);
+                                deployment_free(i);
+                                i = next;
+                        }
+                        break;
+                }
+        scheduler_kick(m);
+}

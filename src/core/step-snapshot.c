@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "deploy-store.h"
+#include "fs-util.h"
+#include "infraspec.h"
+#include "manager.h"
+#include "pipeline.h"
+#include "step-driver.h"
+#include "step-env.h"
+#include "strv.h"
+
+/* The snapshot step: pg_dump -Fc of services.postgres.database into
+ * <snapshot dir>/<app>/<db>_<sha12>_<UTC timestamp>.dump, then a row in
+ * snapshots. The database name reaches pg_dump through PGDATABASE only. */
+
+enum { SNAPSHOT_DUMP = 1, SNAPSHOT_RECORD };
+
+static void on_snapshot_recorded(Deployment *d, int r) {
+        StepRunResult result = { .exit_code = r < 0 ? 1 : 0 };
+
+        if (r < 0)
+                deployment_fail(d, "could not record the snapshot in the database");
+        pipeline_step_continue(d, &result);
+}
+
+int step_snapshot_next(Deployment *d, const StepRunResult *prev) {
+        const char *db = d->spec->services.postgres.database;
+        _cleanup_strv_free_ char **env = NULL;
+        _cleanup_free_ char *dir = NULL;
+        struct stat st;
+        char stamp[32];
+        time_t now;
+        struct tm tm;
+        int r;
+
+        if (prev && d->stage == SNAPSHOT_RECORD)
+                return prev->exit_code == 0 ? 0 : -EIO;
+        if (prev) {
+                r = step_command_check(d, prev, "pg_dump");
+                if (r < 0)
+                        return r;
+                if (stat(d->snapshot_file, &st) < 0)
+                        return deployment_fail(d, "pg_dump wrote no file");
+                deployment_log(d, "snapshot %s (%lld bytes)", d->snapshot_file, (long long) st.st_size);
+                d->stage = SNAPSHOT_RECORD;
+                r = deploy_store_snapshot(d, db, d->snapshot_file, (uint64_t) st.st_size, on_snapshot_recorded);
+                if (r < 0)
+                        return deployment_fail(d, "could not record the snapshot: %s", strerror(-r));
+                return 1;
+        }
+
+        if (asprintf(&dir, "%s/%s", d->manager->config.snapshot_dir, d->app) < 0)
+                return deployment_fail(d, "out of memory");
+        r = mkdir_p(dir, 0750);
+        if (r < 0)
+                return deployment_fail(d, "cannot create %s: %s", dir, strerror(-r));
+
+        now = time(NULL);
+        gmtime_r(&now, &tm);
+        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+        free(d->snapshot_file);
+        if (asprintf(&d->snapshot_file, "%s/%s_%.12s_%s.dump", dir, db, d->commit_sha, stamp) < 0) {
+                d->snapshot_file = NULL;
+                return deployment_fail(d, "out of memory");
+        }
+
+        r = step_env_new(d, &env);
+        if (r >= 0)
+                r = step_env_add_database(d, db, &env);
+        if (r < 0)
+                return deployment_fail(d, "cannot build the database environment: %s", strerror(-r));
+
+        char *const argv[] = { (char *) "pg_dump", (char *) "-Fc", (char *) "--no-password", (char *) "-f",
+                               d->snapshot_file, NULL };
+        d->stage = SNAPSHOT_DUMP;
+        return pipeline_run_command(d, argv, env, d->workdir);
+}

@@ -1,0 +1,6 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Replaces every byte that is not part of valid UTF-8 with '?', in place:
+ * step output goes into JSON and D-Bus strings, which must be UTF-8. */
+void utf8_sanitize(char *s);

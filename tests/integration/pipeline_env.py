@@ -1,0 +1,175 @@
+"""A complete deploy environment for pipeline tests: real git repo, real
+registry, buildah, the app's PostgreSQL database, the Kubernetes API
+stand-in (TLS + token), and a nornd --user driven through nornctl."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from fixtures import Buildah, GitRepo, Registry, example_app_files, free_port, make_ca, write_files
+from nornlib import NORNCTL, SOURCE_DIR, Nornd, run, wait_until
+
+STANDIN = os.path.join(SOURCE_DIR, "tests", "k8s-standin.py")
+KUBE_TOKEN = "kube-token-" + os.urandom(8).hex()
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def psql(sql, db="norn", url=None):
+    url = url or os.environ["NORN_DATABASE_URL"]
+    if db != "norn":
+        url = url.replace("/norn?", f"/{db}?")
+    return run(["psql", url, "-v", "ON_ERROR_STOP=1", "-Atc", sql]).stdout.strip()
+
+
+class KubeStandin:
+    """tests/k8s-standin.py over TLS with its own CA and a bearer token."""
+
+    def __init__(self, workdir, deployments=("hello",), rollout_seconds=0.2):
+        self.dir = os.path.join(workdir, "kube")
+        os.makedirs(self.dir)
+        self.tls = make_ca(os.path.join(self.dir, "tls"))
+        self.state = os.path.join(self.dir, "state.json")
+        with open(self.state, "w") as f:
+            json.dump({"deployments": [self.deployment(n) for n in deployments]}, f)
+        port_file = os.path.join(self.dir, "port")
+        self.log_path = os.path.join(self.dir, "standin.log")
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                ["/usr/bin/python3", STANDIN, "--port-file", port_file, "--tls-cert", self.tls["cert"],
+                 "--tls-key", self.tls["key"], "--token", KUBE_TOKEN, "--state", self.state,
+                 "--rollout-seconds", str(rollout_seconds)],
+                stdout=subprocess.DEVNULL, stderr=log)
+        wait_until(lambda: read(port_file).strip(), what="Kubernetes stand-in to listen")
+        self.port = int(read(port_file))
+        self.kubeconfig = os.path.join(self.dir, "kubeconfig")
+        self.write_kubeconfig(self.kubeconfig, KUBE_TOKEN)
+
+    @staticmethod
+    def deployment(name):
+        return {"metadata": {"name": name, "namespace": "default"},
+                "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                    {"name": name, "image": f"{name}:initial"}]}}}}
+
+    def write_kubeconfig(self, path, token):
+        with open(path, "w") as f:
+            f.write(f"""apiVersion: v1
+kind: Config
+current-context: test
+clusters:
+- name: standin
+  cluster:
+    server: https://127.0.0.1:{self.port}
+    certificate-authority: {self.tls['ca']}
+users:
+- name: norn
+  user:
+    token: {token}
+contexts:
+- name: test
+  context:
+    cluster: standin
+    user: norn
+    namespace: default
+""")
+
+    def image(self, name):
+        with open(self.state) as f:
+            for d in json.load(f)["deployments"]:
+                if d["metadata"]["name"] == name:
+                    return d["spec"]["template"]["spec"]["containers"][0]["image"]
+        return None
+
+    def log(self):
+        return read(self.log_path)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class PipelineEnv:
+    """apps dir + fixtures + nornd. Use as a context manager."""
+
+    def __init__(self, nornd_env=None, kube_deployments=("hello",)):
+        self.nornd_env = nornd_env or {}
+        self.kube_deployments = kube_deployments
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="pipeline-", dir=os.environ.get("NORN_SANDBOX_DIR"))
+        self.apps = os.path.join(self.dir, "apps")
+        self.state = os.path.join(self.dir, "state")
+        os.makedirs(self.apps)
+        self.repo = GitRepo(example_app_files()).__enter__()
+        self.registry = Registry().__enter__()
+        self.buildah = Buildah(insecure_registries=[self.registry.address]).__enter__()
+        self.kube = KubeStandin(self.dir, self.kube_deployments)
+        psql("DROP DATABASE IF EXISTS hello WITH (FORCE)")
+        psql("CREATE DATABASE hello")
+        self.add_app("hello", example_app_files(self.repo.file_url))
+        env = dict(self.buildah.overrides)
+        env.update({
+            "NORN_APPS_DIR": self.apps,
+            "NORN_STATE_DIR": self.state,
+            "NORN_BUILDER": "buildah",
+            "NORN_REGISTRY_URL": self.registry.address,
+            "NORN_REGISTRY_INSECURE": "1",
+            "KUBECONFIG": self.kube.kubeconfig,
+            "NORN_SLICE": "norn.slice",
+        })
+        env.update(self.nornd_env)
+        self.nornd = Nornd(env=env).start()
+        wait_until(lambda: self.nornd.health()[1]["components"]["database"]["status"] == "up",
+                   what="database up")
+        return self
+
+    def __exit__(self, *exc):
+        self.nornd.__exit__(None)
+        self.kube.close()
+        for f in (self.buildah, self.registry, self.repo):
+            f.__exit__(None, None, None)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def add_app(self, name, files):
+        """The app's directory in NORN_APPS_DIR: only its infraspec unless files say more."""
+        d = os.path.join(self.apps, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        write_files(d, {"infraspec.yaml": files["infraspec.yaml"]})
+        return d
+
+    def deploy(self, app, ref=None, timeout=240):
+        args = [NORNCTL, "--user", "deploy", app] + ([ref] if ref else [])
+        return run(args, check=False, timeout=timeout)
+
+    def deployment_id(self, nornctl_output):
+        for line in nornctl_output.splitlines():
+            if line.startswith("deployment ") and "queued" in line:
+                return int(line.split()[1])
+        raise AssertionError("no deployment id in:\n" + nornctl_output)
+
+    def row(self, deploy_id):
+        out = psql("SELECT row_to_json(d) FROM deployments d WHERE id = %d" % deploy_id)
+        return json.loads(out)
+
+    def steps(self, deploy_id):
+        out = psql("SELECT json_agg(s ORDER BY position) FROM deployment_steps s "
+                   "WHERE deployment_id = %d" % deploy_id)
+        return {s["name"]: s for s in json.loads(out)}
+
+    def workdirs(self):
+        work = os.path.join(self.state, "work")
+        return sorted(os.listdir(work)) if os.path.isdir(work) else []
+
+    def journal(self, deploy_id):
+        out = run(["journalctl", "--no-pager", "-o", "json", f"NORN_DEPLOY_ID={deploy_id}"]).stdout
+        return [json.loads(l) for l in out.splitlines() if l.strip()]
