@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Our headers first: macro.h defines MIN/MAX, which <uv.h> (through
+ * <sys/param.h>) redefines identically, silently as a system header. */
+#include "event-uv.h"
+#include "log.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
-
-#include "event-uv.h"
-#include "log.h"
+#include <uv.h>
 
 #if UV_VERSION_MAJOR != 1
 #error "event-uv.c knows the loop internals of libuv 1.x only"
@@ -44,10 +47,13 @@ static int uv_embed_rearm(UvEmbed *u) {
                  * would spin. Wait for someone to put work on it and kick. */
                 return sd_event_source_set_enabled(u->timer, SD_EVENT_OFF);
 
-        if (uv_loop_has_pending_watchers(&u->loop))
-                timeout = 0;
-        else
-                timeout = uv_backend_timeout(&u->loop);
+        timeout = uv_loop_has_pending_watchers(&u->loop) ? 0 : uv_backend_timeout(&u->loop);
+        if (timeout == 0) {
+                /* Due now: the defer source runs in the very next iteration,
+                 * a timer would wait for its accuracy window (up to 1 ms). */
+                uv_embed_kick(u);
+                return sd_event_source_set_enabled(u->timer, SD_EVENT_OFF);
+        }
         if (timeout < 0)
                 return sd_event_source_set_enabled(u->timer, SD_EVENT_OFF);
 
@@ -79,6 +85,8 @@ int uv_embed_run(UvEmbed *u) {
         u->running = false;
 
         r = uv_embed_rearm(u);
+        if (r == -ESTALE)
+                return 0; /* sd-event loop finished (we are being freed): nothing to arm */
         if (r < 0)
                 return log_debug_errno(r, "Failed to re-arm the uv timer: %m");
         return 0;
@@ -170,9 +178,10 @@ UvEmbed *uv_embed_free(UvEmbed *u) {
                 int r;
 
                 uv_walk(&u->loop, uv_embed_close_walk, NULL);
-                /* Runs the close callbacks; returns once no handle or request
-                 * is left, which the walk above just arranged. */
-                (void) uv_run(&u->loop, UV_RUN_DEFAULT);
+                /* Run the close callbacks. Not UV_RUN_DEFAULT: should anything
+                 * stay active, that would block for good. */
+                for (unsigned i = 0; i < 1000 && uv_loop_alive(&u->loop); i++)
+                        (void) uv_run(&u->loop, UV_RUN_NOWAIT);
 
                 r = uv_loop_close(&u->loop);
                 if (r < 0) {

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Private to http-server.c, http-listen.c, http-request.c and http-ws.c. */
+
+/* macro.h before <libwebsockets.h>: see event-uv.c. */
+#include "event-uv.h"
+#include "http-server.h"
+#include "log.h"
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+
+typedef struct HttpListener HttpListener;
+typedef struct HttpHead HttpHead;
+
+struct HttpServer {
+        sd_event *event;
+        UvEmbed *uv;
+        struct lws_context *context;
+        struct lws_vhost *vhost;
+        HttpServerCallbacks cb;
+        void *userdata;
+
+        HttpListener **listeners;
+        size_t n_listeners;
+        sd_event_source *resume_accept; /* after EMFILE & co */
+
+        HttpHead *heads; /* connections whose first request head is being read */
+
+        unsigned n_connections; /* heads + adopted */
+        size_t body_bytes;      /* request bodies being received, all connections */
+        size_t ws_queued_bytes; /* WebSocket frames waiting, all clients */
+        unsigned n_ws_clients;  /* accepted by ws_connected, not yet closed */
+
+        /* See http_server_adopt(): should lws destroy the new wsi inside
+         * the adoption call already, the callback must not free c twice. */
+        struct HttpConn *adopting;
+        bool adopting_destroyed;
+};
+
+/* One per adopted connection (lws "opaque user data" of the wsi). */
+typedef struct HttpConn {
+        HttpServer *server;
+        struct lws *wsi;
+
+        /* The request being received. */
+        const char *method;
+        char *path;
+        char *query;
+        char *authorization;
+        char *content_type;
+        char *body;
+        size_t body_size;
+        size_t body_expected;
+        bool body_pending;
+        bool head;
+
+        /* The response being sent: body with LWS_PRE bytes of headroom. */
+        char *resp;
+        size_t resp_size;
+        size_t resp_sent;
+        bool resp_pending;
+        bool resp_close;
+
+        HttpWsClient *ws;
+} HttpConn;
+
+struct HttpWsClient {
+        HttpServer *server;
+        HttpConn *conn;
+        void *userdata;
+
+        struct HttpWsFrame *queue_head, *queue_tail;
+        size_t queue_bytes;
+        unsigned queue_len;
+
+        char *rx;
+        size_t rx_size;
+        bool rx_binary;
+
+        bool established;
+        bool closing;
+        bool close_sent;
+        int close_status;
+};
+
+/* http-server.c */
+/* Takes fd in any case; true if a live lws connection now holds it. */
+bool http_server_adopt(HttpServer *s, int fd);
+
+/* http-listen.c */
+int http_head_new(HttpServer *s, int fd);
+HttpHead *http_head_free(HttpHead *h);
+int http_listener_add(HttpServer *s, int fd);
+HttpListener *http_listener_free(HttpListener *l);
+
+/* http-request.c */
+const char *http_status_reason(int status);
+char *http_error_body(int status);
+void http_conn_reset_request(HttpConn *c);
+int http_conn_on_http(HttpConn *c);
+int http_conn_on_body(HttpConn *c, const void *data, size_t size);
+int http_conn_on_body_complete(HttpConn *c);
+int http_conn_on_writeable(HttpConn *c);
+int http_conn_fill_request(HttpConn *c, HttpRequest *ret);
+int http_write_response_now(struct lws *wsi, int status, const char *body);
+
+/* http-ws.c */
+int http_ws_on_confirm_upgrade(HttpConn *c, const char *protocol);
+int http_ws_on_established(HttpConn *c);
+int http_ws_on_receive(HttpConn *c, const void *data, size_t size);
+int http_ws_on_writeable(HttpConn *c);
+int http_ws_on_peer_close(HttpConn *c);
+void http_ws_on_closed(HttpConn *c);

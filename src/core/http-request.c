@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* HTTP transactions on an lws connection: request line, headers and body in,
+ * one JSON response out. */
+#include "http-internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Response bodies go out in pieces of this size, one per writeable callback. */
+#define HTTP_WRITE_CHUNK (16U * 1024U)
+
+static const char *const method_names[] = {
+        [LWSHUMETH_GET] = "GET",
+        [LWSHUMETH_POST] = "POST",
+        [LWSHUMETH_OPTIONS] = "OPTIONS",
+        [LWSHUMETH_PUT] = "PUT",
+        [LWSHUMETH_PATCH] = "PATCH",
+        [LWSHUMETH_DELETE] = "DELETE",
+        [LWSHUMETH_CONNECT] = "CONNECT",
+        [LWSHUMETH_HEAD] = "HEAD",
+        [LWSHUMETH_COLON_PATH] = "GET", /* h2 only; not reachable over h1 */
+};
+
+static const struct {
+        int status;
+        const char *reason;
+        const char *code;
+} status_table[] = {
+        { 400, "Bad Request", "bad_request" },
+        { 401, "Unauthorized", "unauthorized" },
+        { 403, "Forbidden", "forbidden" },
+        { 404, "Not Found", "not_found" },
+        { 405, "Method Not Allowed", "method_not_allowed" },
+        { 406, "Not Acceptable", "not_acceptable" },
+        { 408, "Request Timeout", "request_timeout" },
+        { 409, "Conflict", "conflict" },
+        { 410, "Gone", "gone" },
+        { 411, "Length Required", "length_required" },
+        { 412, "Precondition Failed", "precondition_failed" },
+        { 413, "Payload Too Large", "payload_too_large" },
+        { 414, "URI Too Long", "uri_too_long" },
+        { 415, "Unsupported Media Type", "unsupported_media_type" },
+        { 422, "Unprocessable Entity", "unprocessable_entity" },
+        { 423, "Locked", "locked" },
+        { 426, "Upgrade Required", "upgrade_required" },
+        { 429, "Too Many Requests", "too_many_requests" },
+        { 431, "Request Header Fields Too Large", "request_header_fields_too_large" },
+        { 500, "Internal Server Error", "internal_server_error" },
+        { 501, "Not Implemented", "not_implemented" },
+        { 502, "Bad Gateway", "bad_gateway" },
+        { 503, "Service Unavailable", "service_unavailable" },
+        { 504, "Gateway Timeout", "gateway_timeout" },
+        { 505, "HTTP Version Not Supported", "http_version_not_supported" },
+};
+
+const char *http_status_reason(int status) {
+        for (size_t i = 0; i < ELEMENTSOF(status_table); i++)
+                if (status_table[i].status == status)
+                        return status_table[i].reason;
+        return status >= 500 ? "Server Error" : "Client Error";
+}
+
+char *http_error_body(int status) {
+        const char *reason = status >= 500 ? "Server Error" : "Client Error";
+        const char *code = status >= 500 ? "server_error" : "client_error";
+        json_t *j;
+        char *text;
+
+        for (size_t i = 0; i < ELEMENTSOF(status_table); i++)
+                if (status_table[i].status == status) {
+                        reason = status_table[i].reason;
+                        code = status_table[i].code;
+                        break;
+                }
+
+        j = json_pack("{s:s, s:s}", "error", reason, "code", code);
+        if (!j)
+                return NULL;
+        text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        return text;
+}
+
+/* RFC 3986 pchar minus '%', plus '/'. */
+static bool char_is_path_safe(unsigned char ch) {
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+                return true;
+        return ch != 0 && strchr("-._~!$&'()*+,;=:@/", ch);
+}
+
+/* Inside one query argument: like a path, but '&', '=' and '+' must stay
+ * encoded to keep their value, and '?' is fine. */
+static bool char_is_query_safe(unsigned char ch) {
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+                return true;
+        return ch != 0 && strchr("-._~!$'()*,;:@/?", ch);
+}
+
+static char *percent_encode(char *out, const char *in, size_t size, bool (*safe)(unsigned char)) {
+        static const char hex[] = "0123456789ABCDEF";
+
+        for (size_t i = 0; i < size; i++) {
+                unsigned char ch = (unsigned char) in[i];
+
+                if (safe(ch))
+                        *out++ = (char) ch;
+                else {
+                        *out++ = '%';
+                        *out++ = hex[ch >> 4];
+                        *out++ = hex[ch & 15];
+                }
+        }
+        return out;
+}
+
+static char *http_encode_path(const char *uri, size_t size) {
+        char *ret, *e;
+
+        ret = malloc(size * 3 + 1);
+        if (!ret)
+                return NULL;
+        e = percent_encode(ret, uri, size, char_is_path_safe);
+        *e = 0;
+        return ret;
+}
+
+/* lws splits the query at '&' (and ';') into fragments it has decoded;
+ * encode each again and join them with '&'. */
+static int http_encode_query(struct lws *wsi, char **ret) {
+        _cleanup_free_ char *frag = NULL, *q = NULL;
+        int total;
+        char *e;
+
+        total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+        if (total <= 0) {
+                *ret = NULL;
+                return 0;
+        }
+
+        frag = malloc((size_t) total + 1);
+        q = malloc((size_t) total * 3 + 1);
+        if (!frag || !q)
+                return -ENOMEM;
+
+        e = q;
+        for (int i = 0;; i++) {
+                const char *eq;
+                int n;
+
+                n = lws_hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
+                if (n < 0)
+                        break;
+                if (i > 0)
+                        *e++ = '&';
+
+                eq = memchr(frag, '=', (size_t) n);
+                if (eq) {
+                        e = percent_encode(e, frag, (size_t) (eq - frag), char_is_query_safe);
+                        *e++ = '=';
+                        e = percent_encode(e, eq + 1, (size_t) (n - (eq - frag) - 1), char_is_query_safe);
+                } else
+                        e = percent_encode(e, frag, (size_t) n, char_is_query_safe);
+        }
+        *e = 0;
+
+        *ret = TAKE_PTR(q);
+        return 0;
+}
+
+static char *http_hdr_dup(struct lws *wsi, enum lws_token_indexes token) {
+        int n = lws_hdr_total_length(wsi, token);
+        char *v;
+
+        if (n <= 0)
+                return NULL;
+        v = malloc((size_t) n + 1);
+        if (!v)
+                return NULL;
+        if (lws_hdr_copy(wsi, v, n + 1, token) < 0)
+                return mfree(v);
+        return v;
+}
+
+/* What lws kept of the request head: every known header (name + value) and
+ * the request target. lws 4.1.6 has no way to enumerate the unknown ("custom")
+ * headers; those only count against lws' own max_http_header_data. */
+static size_t http_header_bytes(struct lws *wsi) {
+        size_t total = 0;
+
+        for (int i = 0; i < (int) WSI_TOKEN_COUNT; i++) {
+                int n = lws_hdr_total_length(wsi, (enum lws_token_indexes) i);
+                const unsigned char *name;
+
+                if (n <= 0)
+                        continue;
+                name = lws_token_to_string((enum lws_token_indexes) i);
+                total += (size_t) n + (name ? strlen((const char *) name) : 0) + 3;
+        }
+        return total;
+}
+
+static int parse_content_length(const char *s, size_t *ret) {
+        size_t v = 0;
+
+        if (!s || !*s)
+                return -EINVAL;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9')
+                        return -EINVAL;
+                if (v > (SIZE_MAX - 9) / 10)
+                        return -ERANGE;
+                v = v * 10 + (size_t) (*s - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+void http_conn_reset_request(HttpConn *c) {
+        c->method = NULL;
+        c->path = mfree(c->path);
+        c->query = mfree(c->query);
+        c->authorization = mfree(c->authorization);
+        c->content_type = mfree(c->content_type);
+        c->body = mfree(c->body);
+        c->server->body_bytes -= c->body_expected;
+        c->body_size = c->body_expected = 0;
+        c->body_pending = false;
+        c->head = false;
+        c->resp = mfree(c->resp);
+        c->resp_size = c->resp_sent = 0;
+        c->resp_pending = false;
+        c->resp_close = false;
+}
+
+/* Builds and writes the status line and headers. body_size is sent as
+ * Content-Length unless the status forbids a body. */
+static int http_write_headers(struct lws *wsi, int status, size_t body_size, bool close) {
+        uint8_t buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+
+        if (status == 204 || status == 304) {
+                if (lws_add_http_header_status(wsi, (unsigned) status, &p, end) ||
+                    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                                 (const uint8_t *) "application/json", 16, &p, end))
+                        return -ENOBUFS;
+        } else if (lws_add_http_common_headers(wsi, (unsigned) status, "application/json",
+                                               (lws_filepos_t) body_size, &p, end))
+                return -ENOBUFS;
+
+        if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                         (const uint8_t *) "no-store", 8, &p, end) ||
+            lws_add_http_header_by_name(wsi, (const uint8_t *) "x-content-type-options:",
+                                        (const uint8_t *) "nosniff", 7, &p, end))
+                return -ENOBUFS;
+        if (close && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                                  (const uint8_t *) "close", 5, &p, end))
+                return -ENOBUFS;
+
+        if (lws_finalize_write_http_header(wsi, start, &p, end))
+                return -EIO;
+        return 0;
+}
+
+/* Writes a small complete response at once, for callbacks that must answer
+ * before returning (HTTP_CONFIRM_UPGRADE). */
+int http_write_response_now(struct lws *wsi, int status, const char *body) {
+        _cleanup_free_ char *buf = NULL, *text = NULL;
+        size_t len;
+
+        if (!body) {
+                text = http_error_body(status);
+                if (!text)
+                        return -ENOMEM;
+                body = text;
+        }
+        len = strlen(body);
+
+        if (http_write_headers(wsi, status, len, false) < 0)
+                return -EIO;
+
+        buf = malloc(LWS_PRE + len);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf + LWS_PRE, body, len);
+        if (lws_write(wsi, (uint8_t *) buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int) len)
+                return -EIO;
+        return 0;
+}
+
+/* The transaction is over: close, or wait for the next request. */
+static int http_conn_finish(HttpConn *c) {
+        bool close = c->resp_close;
+
+        http_conn_reset_request(c);
+        if (close)
+                return -1;
+        return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+}
+
+/* Takes ownership of body. Returns what the lws callback should return. */
+static int http_conn_respond(HttpConn *c, int status, json_t *body, bool close) {
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+
+        if (status < 200 || status > 599) {
+                log_debug("HTTP handler returned invalid status %i, sending 500.", status);
+                status = 500;
+                json_decref(TAKE_PTR(body));
+        }
+
+        if (body) {
+                text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+                json_decref(body);
+                if (!text) {
+                        log_debug("Failed to serialize the JSON response body, sending 500.");
+                        status = 500;
+                }
+        }
+        if (!text) {
+                if (status >= 400)
+                        text = http_error_body(status);
+                else if (status != 204 && status != 304)
+                        text = strdup("{}");
+                if (!text && status != 204 && status != 304)
+                        return -1; /* OOM: nothing sensible left to say */
+        }
+        if (status == 204 || status == 304)
+                text = mfree(text);
+        len = text ? strlen(text) : 0;
+
+        c->resp_close = close;
+        if (http_write_headers(c->wsi, status, len, close) < 0)
+                return -1;
+
+        if (c->head || len == 0)
+                return http_conn_finish(c);
+
+        c->resp = malloc(LWS_PRE + len);
+        if (!c->resp)
+                return -1;
+        memcpy(c->resp + LWS_PRE, text, len);
+        c->resp_size = len;
+        c->resp_sent = 0;
+        c->resp_pending = true;
+        lws_callback_on_writable(c->wsi);
+        return 0;
+}
+
+static int http_conn_fail(HttpConn *c, int status) {
+        /* The rest of the request (body or garbage) is not read: the
+         * connection cannot be reused. */
+        c->body_pending = false;
+        return http_conn_respond(c, status, NULL, /* close= */ true);
+}
+
+int http_conn_fill_request(HttpConn *c, HttpRequest *ret) {
+        struct lws *wsi = c->wsi;
+        char *uri = NULL;
+        int m, len = 0, r;
+
+        m = lws_http_get_uri_and_method(wsi, &uri, &len);
+        if (m < 0 || m >= (int) ELEMENTSOF(method_names) || !uri || len < 0)
+                return -EBADMSG;
+
+        c->method = method_names[m];
+        c->head = m == LWSHUMETH_HEAD;
+        c->path = http_encode_path(uri, (size_t) len);
+        if (!c->path)
+                return -ENOMEM;
+        r = http_encode_query(wsi, &c->query);
+        if (r < 0)
+                return r;
+        c->authorization = http_hdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+        c->content_type = http_hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+
+        *ret = (HttpRequest) {
+                .method = c->method,
+                .path = c->path,
+                .query = c->query,
+                .authorization = c->authorization,
+                .content_type = c->content_type,
+                .body = c->body,
+                .body_size = c->body_size,
+        };
+        return 0;
+}
+
+static int http_conn_dispatch(HttpConn *c) {
+        HttpServer *s = c->server;
+        json_t *body = NULL;
+        HttpRequest req = {
+                .method = c->method,
+                .path = c->path,
+                .query = c->query,
+                .authorization = c->authorization,
+                .content_type = c->content_type,
+                .body = c->body,
+                .body_size = c->body_size,
+        };
+        int status;
+
+        if (s->cb.handle_request)
+                status = s->cb.handle_request(&req, &body, s->userdata);
+        else
+                status = 404;
+
+        return http_conn_respond(c, status, body, false);
+}
+
+int http_conn_on_http(HttpConn *c) {
+        _cleanup_free_ char *cl = NULL, *te = NULL;
+        HttpRequest req;
+        size_t length = 0;
+        int r;
+
+        http_conn_reset_request(c);
+
+        r = http_conn_fill_request(c, &req);
+        if (r == -ENOMEM)
+                return -1;
+        if (r < 0)
+                return http_conn_fail(c, 400);
+
+        if (http_header_bytes(c->wsi) > HTTP_MAX_HEADER_SIZE)
+                return http_conn_fail(c, 431);
+
+        /* A WebSocket upgrade of /ws never gets here (see http-ws.c). */
+        if (streq(c->path, "/ws"))
+                return http_conn_fail(c, 426);
+
+        te = http_hdr_dup(c->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+        cl = http_hdr_dup(c->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+        if (te) {
+                /* lws 4.1.6 does not decode chunked request bodies (it would
+                 * parse them as the next request): ask for a length. */
+                if (cl)
+                        return http_conn_fail(c, 400);
+                return http_conn_fail(c, 411);
+        }
+        if (cl) {
+                r = parse_content_length(cl, &length);
+                if (r == -ERANGE)
+                        return http_conn_fail(c, 413);
+                if (r < 0)
+                        return http_conn_fail(c, 400);
+                if (length > HTTP_MAX_BODY_SIZE)
+                        return http_conn_fail(c, 413);
+        }
+
+        if (length > 0) {
+                /* 2048 connections times 1 MiB is more than we want to hold. */
+                if (length > HTTP_MAX_TOTAL_BODY_SIZE - c->server->body_bytes)
+                        return http_conn_fail(c, 503);
+                c->body = malloc(length + 1);
+                if (!c->body)
+                        return -1;
+                c->body_expected = length;
+                c->server->body_bytes += length;
+                c->body_pending = true;
+                return 0; /* LWS_CALLBACK_HTTP_BODY & _COMPLETION follow */
+        }
+
+        return http_conn_dispatch(c);
+}
+
+int http_conn_on_body(HttpConn *c, const void *data, size_t size) {
+        if (!c->body_pending)
+                return 0; /* already answered, draining */
+
+        /* lws stops at Content-Length; this is belt and braces. */
+        if (size > c->body_expected - c->body_size || c->body_size + size > HTTP_MAX_BODY_SIZE)
+                return http_conn_fail(c, 413);
+
+        memcpy(c->body + c->body_size, data, size);
+        c->body_size += size;
+        return 0;
+}
+
+int http_conn_on_body_complete(HttpConn *c) {
+        if (!c->body_pending)
+                return 0;
+
+        c->body_pending = false;
+        c->body[c->body_size] = 0;
+        return http_conn_dispatch(c);
+}
+
+int http_conn_on_writeable(HttpConn *c) {
+        size_t n;
+        bool last;
+
+        if (!c->resp_pending)
+                return 0;
+
+        n = MIN(c->resp_size - c->resp_sent, (size_t) HTTP_WRITE_CHUNK);
+        last = c->resp_sent + n == c->resp_size;
+
+        /* The LWS_PRE bytes before each piece are already-sent data (or the
+         * headroom for the first one): lws may scribble there. */
+        if (lws_write(c->wsi, (uint8_t *) c->resp + LWS_PRE + c->resp_sent, n,
+                      last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int) n)
+                return -1;
+        c->resp_sent += n;
+
+        if (!last) {
+                lws_callback_on_writable(c->wsi);
+                return 0;
+        }
+        return http_conn_finish(c);
+}

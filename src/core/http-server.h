@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* HTTP + WebSocket server: libwebsockets 4.1 on a libuv loop embedded in
+ * sd-event (event-uv.h), single-threaded. Listening sockets stay in sd-event
+ * (so they can come from socket activation); each accepted connection's first
+ * request head is read and checked in sd-event, then the connection is handed
+ * to lws.
+ *
+ * Every response is JSON: Content-Type: application/json, Content-Length (not
+ * on 204/304) and Cache-Control: no-store. The WebSocket endpoint is exactly
+ * /ws; every other path is plain HTTP and goes to the request handler (a plain
+ * GET of /ws is answered 426).
+ *
+ * Refused by the server itself, with a JSON error body:
+ *   431  request line + headers over HTTP_MAX_HEADER_SIZE
+ *   413  Content-Length over HTTP_MAX_BODY_SIZE (checked before the body is read)
+ *   411  Transfer-Encoding (chunked request bodies are not supported)
+ *   400  malformed request line / header line / Content-Length
+ *   501  a method other than GET POST PUT PATCH DELETE OPTIONS HEAD
+ *   505  an HTTP version other than 1.0 / 1.1
+ *   408  head not complete HTTP_HEAD_TIMEOUT_SEC after connecting (a silent
+ *        connection is just closed)
+ *   503  all connections together already buffer HTTP_MAX_TOTAL_BODY_SIZE
+ * These responses close the connection. Connections over
+ * HTTP_MAX_CONNECTIONS are closed at once.
+ *
+ * Timeouts (lws' own past the first head): kept-alive connections idle for
+ * 10 s, and a body not complete 20 s after the last data, are closed;
+ * WebSocket clients are pinged after 30 s of silence and dropped after 75 s
+ * without a valid frame or pong.
+ *
+ * Caveat, from lws 4.1.6: the checks above apply in full to the first request
+ * on a connection. Later requests on a kept-alive connection are parsed by lws
+ * alone: there an oversized head gets 431 only when the excess is in the
+ * request target or headers lws knows; unknown headers count against lws' own
+ * 12 KiB buffer, past which lws closes the connection without a response; a
+ * garbled request line or unknown method gets lws' own "403 Forbidden"
+ * (text/html) and a close. */
+
+#include <jansson.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "macro.h"
+
+#define HTTP_MAX_HEADER_SIZE      (8U * 1024U)
+#define HTTP_MAX_BODY_SIZE        (1024U * 1024U)
+#define HTTP_MAX_CONNECTIONS      2048U
+#define HTTP_HEAD_TIMEOUT_SEC     10U
+#define HTTP_WS_QUEUE_MAX_BYTES   (1024U * 1024U)
+#define HTTP_WS_QUEUE_MAX_FRAMES  1024U
+#define HTTP_WS_MAX_MESSAGE_SIZE  (64U * 1024U)
+/* Across all connections / all clients: */
+#define HTTP_MAX_TOTAL_BODY_SIZE       (64U * 1024U * 1024U) /* then 503 */
+#define HTTP_WS_QUEUE_TOTAL_MAX_BYTES  (64U * 1024U * 1024U) /* then -ENOBUFS */
+
+typedef struct HttpServer HttpServer;
+
+typedef struct HttpRequest {
+        const char *method;        /* "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD" */
+        const char *path;          /* URL path, no query string (see below) */
+        const char *query;         /* query string without '?', or NULL (see below) */
+        const char *authorization; /* Authorization header value or NULL */
+        const char *content_type;  /* or NULL */
+        const char *body;          /* request body (NUL-terminated copy), may be NULL */
+        size_t body_size;
+} HttpRequest;
+
+/* About path and query: lws 4.1.6 hands out the request target already
+ * percent-decoded and normalised ("//" and "/./" collapsed, "/../" resolved,
+ * a literal '+' turned into a space, in the path too); the bytes as sent are
+ * not available. The server percent-encodes the result again (everything but
+ * RFC 3986 unreserved characters, sub-delims, ':', '@' and '/' in the path; in
+ * each query argument also '&', '+', '%' and any '=' after the first), so a
+ * target made of plain characters, such as "/api/apps/web?limit=10&x=a-b",
+ * arrives byte for byte as sent, and anything else arrives in a canonical
+ * encoded form that decodes to the same values ("/a%2Fb" arrives as "/a/b",
+ * "?q=a+b" as "q=a%20b"). Percent-decode before use. */
+
+/* Called once the whole request (including body) has arrived. Returns the HTTP
+ * status code and sets *ret_body to a JSON value the server sends and then
+ * frees (json_decref). A NULL body with status >= 400 makes the server send
+ * {"error": "<reason phrase>", "code": "<snake_case>"}; a NULL body with a
+ * status < 400 sends {} (204 and 304: no body). A status outside 200..599 is
+ * answered 500. HEAD requests reach the handler as "HEAD"; only the headers of
+ * its answer are sent. A NULL handler answers 404 to everything.
+ * Called from within the server: do not free the server from here. */
+typedef int (*HttpHandler)(const HttpRequest *req, json_t **ret_body, void *userdata);
+
+typedef struct HttpWsClient HttpWsClient;
+
+typedef struct HttpServerCallbacks {
+        HttpHandler handle_request;
+        /* A client asks to upgrade /ws, before the 101 is sent (body and
+         * body_size of upgrade_req are empty): return < 0 to refuse it
+         * (-EACCES is answered 401, any other error 403). May already send. */
+        int (*ws_connected)(HttpWsClient *c, const HttpRequest *upgrade_req, void *userdata);
+        /* One complete text message, NUL-terminated (binary messages close
+         * the connection with 1003, messages over HTTP_WS_MAX_MESSAGE_SIZE
+         * with 1009). */
+        void (*ws_message)(HttpWsClient *c, const char *text, size_t size, void *userdata);
+        /* Called exactly once for every client ws_connected accepted, when it
+         * is gone (also from http_server_free()); c is invalid afterwards. */
+        void (*ws_closed)(HttpWsClient *c, void *userdata);
+} HttpServerCallbacks;
+
+int http_server_new(sd_event *event, const HttpServerCallbacks *cb, void *userdata, HttpServer **ret);
+HttpServer *http_server_free(HttpServer *s);
+
+/* Takes ownership of fd (closed on failure too); fd is a listening stream
+ * socket (made non-blocking here). */
+int http_server_add_listen_fd(HttpServer *s, int fd);
+/* bind + listen on an IPv4 or IPv6 literal address; port 0 picks a free port. */
+int http_server_listen(HttpServer *s, const char *address, uint16_t port);
+/* Port of the first listening socket. */
+int http_server_get_port(HttpServer *s, uint16_t *ret);
+
+unsigned http_server_n_ws_clients(HttpServer *s);
+unsigned http_server_n_connections(HttpServer *s);
+
+/* Queue a text frame (copied). -ENOBUFS when that client's queue is over its
+ * bound (HTTP_WS_QUEUE_MAX_BYTES / _FRAMES), or all queues together are over
+ * HTTP_WS_QUEUE_TOTAL_MAX_BYTES: the caller may drop the message, or close the
+ * client. -ECONNRESET once the client is closing. */
+int http_ws_client_send(HttpWsClient *c, const char *text, size_t size);
+/* Drop what is still queued and close with status 1000 (after at most 5 s
+ * for a client that does not read); ws_closed follows. */
+void http_ws_client_close(HttpWsClient *c);
+void *http_ws_client_get_userdata(HttpWsClient *c);
+void http_ws_client_set_userdata(HttpWsClient *c, void *u);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
