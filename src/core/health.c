@@ -77,13 +77,13 @@ int health_collect(Manager *m, HealthState *ret) {
 
         s.up[HEALTH_DATABASE] = m->db && db_is_up(m->db);
         s.detail[HEALTH_DATABASE] = s.up[HEALTH_DATABASE] ? strdup("connected, schema applied")
-                : strdup_printf("down: %s", m->db ? strna(db_last_error(m->db)) : "not configured");
+                : strdup_printf("down: %s", m->db ? db_last_error(m->db) ?: "connecting" : "not configured");
 
         s.up[HEALTH_SYSTEMD] = m->systemd_up;
         s.detail[HEALTH_SYSTEMD] = m->systemd_up
                 ? strdup_printf("%s manager, version %s", m->config.user_mode ? "user" : "system",
                                 strna(m->systemd_version))
-                : strdup_printf("unreachable: %s", strna(m->systemd_error));
+                : strdup_printf("unreachable: %s", m->systemd_error ?: "not checked yet");
 
         r = kube_config_locate(&kube_path, &in_cluster);
         s.up[HEALTH_KUBERNETES] = r >= 0;

@@ -158,6 +158,17 @@ int manager_new(NornConfig *config, Manager **ret) {
         return 0;
 }
 
+static int on_name_requested(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        uint32_t result = 0;
+
+        if (e)
+                log_error("Failed to request bus name " NORN_BUS_NAME ": %s", e->message ?: e->name);
+        else if (sd_bus_message_read(reply, "u", &result) >= 0 && result == 2 /* IN_QUEUE */)
+                log_warning("Another process owns " NORN_BUS_NAME "; queued to take it over when it goes.");
+        return 0;
+}
+
 static int manager_connect_bus(Manager *m) {
         int r;
 
@@ -173,7 +184,10 @@ static int manager_connect_bus(Manager *m) {
         if (r < 0)
                 return r;
 
-        r = sd_bus_request_name_async(m->bus, NULL, NORN_BUS_NAME, 0, NULL, NULL);
+        /* Queue behind another owner instead of failing (sd-bus would then
+         * close our connection): a second nornd on one bus takes over when
+         * the first goes, and meanwhile still reaches the systemd manager. */
+        r = sd_bus_request_name_async(m->bus, NULL, NORN_BUS_NAME, SD_BUS_NAME_QUEUE, on_name_requested, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to request bus name " NORN_BUS_NAME ": %m");
         return 0;
