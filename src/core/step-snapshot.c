@@ -16,7 +16,7 @@
 #include "strv.h"
 
 /* The snapshot step: pg_dump -Fc of services.postgres.database into
- * <snapshot dir>/<app>/<db>_<sha12>_<UTC timestamp>.dump, then a row in
+ * <snapshot dir>/<app>/<db>_<sha12>_<UTC timestamp, us>.dump, then a row in
  * snapshots. The database name reaches pg_dump through PGDATABASE only. */
 
 enum { SNAPSHOT_DUMP = 1, SNAPSHOT_RECORD };
@@ -34,8 +34,9 @@ int step_snapshot_next(Deployment *d, const StepRunResult *prev) {
         _cleanup_strv_free_ char **env = NULL;
         _cleanup_free_ char *dir = NULL;
         struct stat st;
-        char stamp[32];
+        char stamp[48];
         time_t now;
+        uint64_t usec;
         struct tm tm;
         int r;
 
@@ -61,9 +62,13 @@ int step_snapshot_next(Deployment *d, const StepRunResult *prev) {
         if (r < 0)
                 return deployment_fail(d, "cannot create %s: %s", dir, strerror(-r));
 
-        now = time(NULL);
+        /* Microseconds: two deploys of one commit in the same second must
+         * not share (and overwrite) a dump. */
+        usec = now_realtime_usec();
+        now = (time_t) (usec / 1000000);
         gmtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+        snprintf(stamp + strlen(stamp), sizeof(stamp) - strlen(stamp), ".%06uZ", (unsigned) (usec % 1000000));
         free(d->snapshot_file);
         if (asprintf(&d->snapshot_file, "%s/%s_%.12s_%s.dump", dir, db, d->commit_sha, stamp) < 0) {
                 d->snapshot_file = NULL;

@@ -57,7 +57,7 @@ class FullDeployTest(unittest.TestCase):
                     f"WHERE deployment_id = {deploy_id}")
         path, size, sha = snap.split("|")
         self.assertTrue(os.path.isfile(path), path)
-        self.assertRegex(os.path.basename(path), rf"^hello_{head[:12]}_\d{{8}}T\d{{6}}Z\.dump$")
+        self.assertRegex(os.path.basename(path), rf"^hello_{head[:12]}_\d{{8}}T\d{{6}}\.\d{{6}}Z\.dump$")
         self.assertEqual(int(size), os.path.getsize(path))
         self.assertEqual(sha, head)
         # The migration ran against the app's database.
