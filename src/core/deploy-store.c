@@ -51,16 +51,19 @@ static int store(Deployment *d, const char *sql, int n, const char *const *param
 }
 
 int deploy_store_insert(Deployment *d, DeployStoreDone done) {
-        const char *params[] = { d->app, d->ref, d->requested_by };
+        char rollback[32];
+        const char *params[] = { d->app, d->ref, d->requested_by,
+                                 d->rollback_of > 0 ? USEC_PARAM(rollback, d->rollback_of) : NULL,
+                                 d->commit_sha, d->image_tag };
 
         return store(d,
-                     "WITH d AS (INSERT INTO deployments (app, ref, requested_by) VALUES ($1, $2, $3) "
-                     "           RETURNING id, queued_at), "
+                     "WITH d AS (INSERT INTO deployments (app, ref, requested_by, rollback_of, commit_sha, image_tag) "
+                     "           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, queued_at), "
                      "     s AS (INSERT INTO deployment_steps (deployment_id, name, position) "
                      "           SELECT d.id, n.name, n.pos FROM d, unnest(ARRAY['clone', 'build', 'test', "
                      "           'snapshot', 'migrate', 'deploy', 'cleanup']) WITH ORDINALITY AS n(name, pos)) "
                      "SELECT id, (extract(epoch FROM queued_at) * 1000000)::bigint FROM d",
-                     3, params, done);
+                     6, params, done);
 }
 
 int deploy_store_start(Deployment *d, DeployStoreDone done) {
@@ -186,4 +189,17 @@ int deploy_store_fail_orphans(Manager *m, const char *error, void (*done)(Manage
         if (r < 0)
                 free(q);
         return r;
+}
+
+static void on_rolled_back(Db *db, const PGresult *res, const char *error, void *userdata) {
+        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+                log_warning("Failed to mark a replaced deployment rolled_back: %s", strna(error));
+}
+
+int deploy_store_mark_rolled_back(Manager *m, int64_t id) {
+        char buf[32];
+        const char *params[] = { USEC_PARAM(buf, id) };
+
+        return db_query(m->db, "UPDATE deployments SET status = 'rolled_back' WHERE id = $1 AND status = 'deployed'",
+                        1, params, on_rolled_back, NULL);
 }

@@ -21,4 +21,7 @@ int deploy_store_snapshot(Deployment *d, const char *database, const char *file,
  * connection). done may be NULL. */
 int deploy_store_fail_orphans(Manager *m, const char *error, void (*done)(Manager *m, int n_failed));
 
+/* deployed -> rolled_back, once its rollback is deployed. */
+int deploy_store_mark_rolled_back(Manager *m, int64_t id);
+
 uint64_t now_realtime_usec(void);

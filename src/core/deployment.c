@@ -54,6 +54,7 @@ Deployment *deployment_free(Deployment *d) {
         free(d->commit_sha);
         free(d->image_tag);
         free(d->source);
+        free(d->restore_file);
         free(d->error);
         free(d->workdir);
         free(d->workdir_parent);
@@ -124,7 +125,7 @@ json_t *deployment_to_json(const Deployment *d) {
         for (StepId s = 0; steps && s < _STEP_MAX; s++)
                 json_array_append_new(steps, deployment_step_to_json(d, s));
 
-        j = json_pack("{s:I, s:s, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o}",
+        j = json_pack("{s:I, s:s, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o}",
                       "id", (json_int_t) d->id,
                       "app", d->app,
                       "ref", d->ref,
@@ -138,6 +139,7 @@ json_t *deployment_to_json(const Deployment *d) {
                       "finishedAt", usec_to_json(d->finished_usec),
                       "source", string_or_null(d->source),
                       "requestedBy", d->requested_by,
+                      "rollbackOf", d->rollback_of > 0 ? json_integer((json_int_t) d->rollback_of) : json_null(),
                       "steps", steps ?: json_null());
         return j;
 }

@@ -36,6 +36,9 @@ typedef struct Deployment {
         char *commit_sha;        /* resolved by clone */
         char *image_tag;         /* final image reference */
         char *source;            /* "git", "local" or "local-fallback" */
+        int64_t rollback_of;     /* a rollback: the deployment it replaces (0: a deploy) */
+        char *restore_file;      /* restore this snapshot (in the migrate step) */
+        bool prebuilt;           /* rollback or restore: deploys an existing image_tag */
         DeployStatus status;
         StepId step;             /* current or last step */
         char *error;

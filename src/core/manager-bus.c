@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +12,9 @@
 #include "log.h"
 #include "manager-bus.h"
 #include "manager.h"
+#include "infraspec.h"
 #include "pipeline.h"
+#include "rollback.h"
 #include "scheduler.h"
 
 static int property_get_version(sd_bus *bus, const char *path, const char *interface,
@@ -75,13 +78,14 @@ static int errno_to_bus_error(int r, const char *message, sd_bus_error *error) {
         return sd_bus_error_setf(error, name, "%s", message ?: strerror(-r));
 }
 
-static void on_deploy_queued(Deployment *d, int r, void *userdata) {
+static void on_deploy_queued(Deployment *d, int r, const char *error, void *userdata) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = userdata;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         _cleanup_free_ char *path = NULL;
 
         if (r < 0) {
-                (void) sd_bus_reply_method_errorf(call, NORN_BUS_ERROR_PREFIX "Unavailable",
-                                                  "Could not record the deployment: the database is unavailable.");
+                errno_to_bus_error(r, error, &e);
+                (void) sd_bus_reply_method_error(call, &e);
                 return;
         }
         path = deployment_bus_path(d->id);
@@ -113,6 +117,109 @@ static int method_deploy(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 return errno_to_bus_error(r, why, error);
         }
         return 1; /* answered from on_deploy_queued() */
+}
+
+static int method_rollback(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *why = NULL, *who = NULL;
+        const char *app;
+        uint64_t to;
+        int restore, r;
+        uid_t uid;
+
+        r = sd_bus_message_read(msg, "stb", &app, &to, &restore);
+        if (r < 0)
+                return r;
+        r = check_caller(msg, &uid, error);
+        if (r != 0)
+                return r;
+        if (to > INT64_MAX)
+                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "InvalidArgument", "Invalid deployment id.");
+        if (asprintf(&who, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(msg))) < 0)
+                return -ENOMEM;
+
+        r = rollback_submit(m, app, (int64_t) to, restore, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
+        if (r < 0) {
+                sd_bus_message_unref(msg);
+                return errno_to_bus_error(r, why, error);
+        }
+        return 1;
+}
+
+static int method_restore_snapshot(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *why = NULL, *who = NULL;
+        const char *app, *snapshot;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &app, &snapshot);
+        if (r < 0)
+                return r;
+        r = check_caller(msg, &uid, error);
+        if (r != 0)
+                return r;
+        if (asprintf(&who, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(msg))) < 0)
+                return -ENOMEM;
+
+        r = restore_submit(m, app, snapshot, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
+        if (r < 0) {
+                sd_bus_message_unref(msg);
+                return errno_to_bus_error(r, why, error);
+        }
+        return 1;
+}
+
+static void on_snapshots(Db *db, const PGresult *res, const char *error, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = userdata, *reply = NULL;
+        int r;
+
+        if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+                (void) sd_bus_reply_method_errorf(call, NORN_BUS_ERROR_PREFIX "Unavailable",
+                                                  "Cannot list snapshots: %s", strna(error));
+                return;
+        }
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(tssttt)");
+        for (int i = 0; r >= 0 && i < PQntuples(res); i++)
+                r = sd_bus_message_append(reply, "(tssttt)", strtoull(PQgetvalue(res, i, 0), NULL, 10),
+                                          PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                                          strtoull(PQgetvalue(res, i, 3), NULL, 10),
+                                          strtoull(PQgetvalue(res, i, 4), NULL, 10),
+                                          strtoull(PQgetvalue(res, i, 5), NULL, 10));
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                (void) sd_bus_reply_method_errno(call, -r, NULL);
+}
+
+static int method_list_snapshots(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *app;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &app);
+        if (r < 0)
+                return r;
+        if (!app_id_is_valid(app))
+                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "InvalidArgument", "Invalid app name.");
+        if (!m->db || !db_is_up(m->db))
+                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "Unavailable", "The database is unavailable.");
+
+        const char *params[] = { app };
+        r = db_query(m->db,
+                     "SELECT id, database, regexp_replace(file, '^.*/', ''), coalesce(size_bytes, 0), "
+                     "       (extract(epoch FROM created_at) * 1000000)::bigint, coalesce(deployment_id, 0) "
+                     "FROM snapshots WHERE app = $1 ORDER BY id DESC",
+                     1, params, on_snapshots, sd_bus_message_ref(msg));
+        if (r < 0) {
+                sd_bus_message_unref(msg);
+                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "Unavailable", "The database is unavailable.");
+        }
+        return 1;
 }
 
 static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -161,6 +268,21 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_NO_RESULT,
                                 method_cancel,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Rollback",
+                                SD_BUS_ARGS("s", app, "t", to_deployment, "b", restore_db),
+                                SD_BUS_RESULT("o", deployment),
+                                method_rollback,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RestoreSnapshot",
+                                SD_BUS_ARGS("s", app, "s", snapshot),
+                                SD_BUS_RESULT("o", deployment),
+                                method_restore_snapshot,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListSnapshots",
+                                SD_BUS_ARGS("s", app),
+                                SD_BUS_RESULT("a(tssttt)", snapshots),
+                                method_list_snapshots,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("DeploymentQueued",
                                 SD_BUS_ARGS("t", id, "s", app, "s", ref, "o", deployment), 0),
         SD_BUS_SIGNAL_WITH_ARGS("StepChanged",
@@ -169,6 +291,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_ARGS("t", id, "s", app, "s", step, "s", stream, "s", line), 0),
         SD_BUS_SIGNAL_WITH_ARGS("DeploymentFinished",
                                 SD_BUS_ARGS("t", id, "s", app, "s", status, "s", error), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("DeploymentRolledBack",
+                                SD_BUS_ARGS("t", id, "s", app, "t", rolled_back_by), 0),
         SD_BUS_VTABLE_END,
 };
 
@@ -216,6 +340,10 @@ void manager_bus_emit_event(Manager *m, const Event *e) {
                 (void) sd_bus_emit_signal(m->bus, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "LogLine", "tssss",
                                           id, e->app, json_str(p, "step"), json_str(p, "stream"),
                                           json_str(p, "line"));
+        else if (streq(e->type, "deploy.rolled_back"))
+                (void) sd_bus_emit_signal(m->bus, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "DeploymentRolledBack",
+                                          "tst", id, e->app,
+                                          (uint64_t) json_integer_value(json_object_get(p, "rolledBackBy")));
         else if (streq(e->type, "deploy.completed") || streq(e->type, "deploy.failed"))
                 (void) sd_bus_emit_signal(m->bus, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE,
                                           "DeploymentFinished", "tsss", id, e->app, json_str(p, "status"),

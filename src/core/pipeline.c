@@ -22,10 +22,12 @@
 #define MESSAGE_ID_DEPLOY_STARTED   "MESSAGE_ID=3c2b8e0b6a5e4d2c9f1e7a4b5d6c8e01"
 #define MESSAGE_ID_DEPLOY_COMPLETED "MESSAGE_ID=3c2b8e0b6a5e4d2c9f1e7a4b5d6c8e02"
 #define MESSAGE_ID_DEPLOY_FAILED    "MESSAGE_ID=3c2b8e0b6a5e4d2c9f1e7a4b5d6c8e03"
+#define MESSAGE_ID_DEPLOY_ROLLED_BACK "MESSAGE_ID=3c2b8e0b6a5e4d2c9f1e7a4b5d6c8e04"
 
 static void step_enter(Deployment *d, StepId s);
 static void step_end(Deployment *d, StepStatus status);
 static void deployment_finish(Deployment *d);
+static void rollback_completed(Deployment *d);
 
 static void log_deployment(Deployment *d, int level, const char *extra_field, const char *format, ...)
         _printf_(4, 5);
@@ -196,7 +198,10 @@ static void on_step_begin_stored(Deployment *d, int r) {
         emit_step_event(d, d->step);
 
         if (d->steps[d->step].status == STEP_SKIPPED) {
-                step_enter(d, d->step + 1);
+                if (d->step == STEP_CLEANUP)
+                        deployment_finish(d);
+                else
+                        step_enter(d, d->step + 1);
                 return;
         }
         if (d->cancel_requested && d->step != STEP_CLEANUP) {
@@ -318,7 +323,8 @@ void pipeline_start(Deployment *d) {
         log_deployment(d, LOG_INFO, MESSAGE_ID_DEPLOY_STARTED, "Deployment %" PRIi64 " of %s (%s) started.",
                        d->id, d->app, d->ref);
 
-        if (asprintf(&d->workdir, "%s/work/%s-%" PRIi64, m->config.state_dir, d->app, d->id) < 0) {
+        if (!d->prebuilt &&
+            asprintf(&d->workdir, "%s/work/%s-%" PRIi64, m->config.state_dir, d->app, d->id) < 0) {
                 d->workdir = NULL;
                 deployment_fail(d, "out of memory");
                 deployment_finish(d);
@@ -326,6 +332,12 @@ void pipeline_start(Deployment *d) {
         }
 
         d->started_usec = now_realtime_usec();
+        if (d->prebuilt) {
+                /* Straight from queued to its first step (migrate or deploy). */
+                manager_bus_deployment_changed(m, d);
+                step_enter(d, STEP_CLONE);
+                return;
+        }
         d->status = DEPLOY_BUILDING;
         d->step = STEP_CLONE;
         r = deploy_store_start(d, on_started_stored);
@@ -340,6 +352,8 @@ static void on_finish_stored(Deployment *d, int r) {
                 log_deployment(d, LOG_INFO, MESSAGE_ID_DEPLOY_COMPLETED,
                                "Deployment %" PRIi64 " of %s deployed %s.", d->id, d->app, strna(d->image_tag));
                 events_emit(d->manager, "deploy.completed", d->app, deployment_to_json(d));
+                if (d->rollback_of > 0)
+                        rollback_completed(d);
         } else {
                 log_deployment(d, LOG_ERR, MESSAGE_ID_DEPLOY_FAILED, "Deployment %" PRIi64 " of %s failed: %s",
                                d->id, d->app, strna(d->error));
@@ -347,6 +361,25 @@ static void on_finish_stored(Deployment *d, int r) {
         }
         manager_bus_deployment_changed(d->manager, d);
         scheduler_deployment_finished(d->manager, d);
+}
+
+/* The deployment a rollback replaced becomes rolled_back. */
+static void rollback_completed(Deployment *d) {
+        Manager *m = d->manager;
+        Deployment *old = manager_find_deployment(m, d->rollback_of);
+
+        if (old && old->status == DEPLOY_DEPLOYED) {
+                old->status = DEPLOY_ROLLED_BACK;
+                manager_bus_deployment_changed(m, old);
+        }
+        if (!d->db_lost)
+                (void) deploy_store_mark_rolled_back(m, d->rollback_of);
+        log_deployment(d, LOG_NOTICE, MESSAGE_ID_DEPLOY_ROLLED_BACK, "Deployment %" PRIi64 " of %s rolled back by %"
+                       PRIi64 " to %s.", d->rollback_of, d->app, d->id, strna(d->image_tag));
+        events_emit(m, "deploy.rolled_back", d->app,
+                    json_pack("{s:I, s:I, s:s?, s:s?}", "deploymentId", (json_int_t) d->rollback_of,
+                              "rolledBackBy", (json_int_t) d->id, "imageTag", d->image_tag,
+                              "commitSha", d->commit_sha));
 }
 
 static void deployment_finish(Deployment *d) {

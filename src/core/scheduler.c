@@ -18,7 +18,7 @@
 #define RECENT_MAX 64U
 
 typedef struct SubmitRequest {
-        void (*done)(Deployment *d, int r, void *userdata);
+        SchedulerDone done;
         void *userdata;
 } SubmitRequest;
 
@@ -74,7 +74,7 @@ static void on_inserted(Deployment *d, int r) {
         d->submit = NULL;
         if (r < 0) {
                 list_remove(&m->deployments, d);
-                req->done(d, r, req->userdata);
+                req->done(d, r, "could not record the deployment: the database is unavailable", req->userdata);
                 free(req);
                 deployment_free(d);
                 return;
@@ -83,7 +83,7 @@ static void on_inserted(Deployment *d, int r) {
         log_info("Deployment %" PRIi64 " of %s (%s) queued by %s.", d->id, d->app, d->ref, d->requested_by);
         manager_bus_deployment_added(m, d);
         events_emit(m, "deploy.queued", d->app, deployment_to_json(d));
-        req->done(d, 0, req->userdata);
+        req->done(d, 0, NULL, req->userdata);
         free(req);
 
         if (d->cancel_requested)
@@ -91,14 +91,11 @@ static void on_inserted(Deployment *d, int r) {
         scheduler_kick(m);
 }
 
-int scheduler_submit(Manager *m, const char *app, const char *ref, const char *requested_by,
-                     void (*done)(Deployment *d, int r, void *userdata), void *userdata,
-                     char **ret_error) {
+int scheduler_prepare(Manager *m, const char *app, const char *ref, const char *requested_by,
+                      Deployment **ret, char **ret_error) {
         _cleanup_(deployment_freep) Deployment *d = NULL;
         _cleanup_free_ char *path = NULL;
         InfraspecDiagnostics diags = {};
-        SubmitRequest *req;
-        unsigned waiting = 0;
         int r;
 
         *ret_error = NULL;
@@ -135,11 +132,20 @@ int scheduler_submit(Manager *m, const char *app, const char *ref, const char *r
         if (!d->spec->deploy)
                 return error_printf(ret_error, "app %s is not deployable (deploy: false)", app);
 
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+int scheduler_enqueue(Manager *m, Deployment *d, SchedulerDone done, void *userdata, char **ret_error) {
+        SubmitRequest *req;
+        unsigned waiting = 0;
+        int r;
+
         for (Deployment *i = m->deployments; i; i = i->next)
-                if (streq(i->app, app) && !i->started)
+                if (streq(i->app, d->app) && !i->started)
                         waiting++;
         if (waiting >= m->config.queue_max) {
-                error_printf(ret_error, "app %s is busy: %u deploys are already waiting", app, waiting);
+                error_printf(ret_error, "app %s is busy: %u deploys are already waiting", d->app, waiting);
                 return -EBUSY;
         }
 
@@ -156,8 +162,29 @@ int scheduler_submit(Manager *m, const char *app, const char *ref, const char *r
                 return r;
         }
         list_append(&m->deployments, d);
+        return 0;
+}
+
+int scheduler_submit(Manager *m, const char *app, const char *ref, const char *requested_by,
+                     SchedulerDone done, void *userdata, char **ret_error) {
+        _cleanup_(deployment_freep) Deployment *d = NULL;
+        int r;
+
+        r = scheduler_prepare(m, app, ref, requested_by, &d, ret_error);
+        if (r < 0)
+                return r;
+        r = scheduler_enqueue(m, d, done, userdata, ret_error);
+        if (r < 0)
+                return r;
         TAKE_PTR(d);
         return 0;
+}
+
+bool scheduler_app_busy(Manager *m, const char *app) {
+        for (Deployment *d = m->deployments; d; d = d->next)
+                if (streq(d->app, app))
+                        return true;
+        return false;
 }
 
 static Deployment *next_startable(Manager *m) {

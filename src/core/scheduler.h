@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "deployment.h"
@@ -9,12 +10,23 @@
  * app wait in order (at most NORN_QUEUE_MAX, else -EBUSY), and at most
  * NORN_MAX_PARALLEL apps deploy at once. */
 
-/* Validates the request and queues it. done() runs once the row exists
- * (r = 0, d->id set) or the insert failed (r < 0; d is freed afterwards).
- * On an immediate error, ret_error says why (caller frees). */
+/* Called once the row exists (r = 0, d->id set) or could not be made
+ * (r < 0, error says why; d is NULL or freed afterwards). */
+typedef void (*SchedulerDone)(Deployment *d, int r, const char *error, void *userdata);
+
+/* Validates the request and queues it; done() follows. On an immediate
+ * error, ret_error says why (caller frees). */
 int scheduler_submit(Manager *m, const char *app, const char *ref, const char *requested_by,
-                     void (*done)(Deployment *d, int r, void *userdata), void *userdata,
-                     char **ret_error);
+                     SchedulerDone done, void *userdata, char **ret_error);
+
+/* The two halves of scheduler_submit(): validate and read the infraspec,
+ * then queue (takes d on success). */
+int scheduler_prepare(Manager *m, const char *app, const char *ref, const char *requested_by,
+                      Deployment **ret, char **ret_error);
+int scheduler_enqueue(Manager *m, Deployment *d, SchedulerDone done, void *userdata, char **ret_error);
+
+/* A deployment of app is queued or running. */
+bool scheduler_app_busy(Manager *m, const char *app);
 
 /* Starts what may start now. */
 void scheduler_kick(Manager *m);

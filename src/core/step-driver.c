@@ -24,6 +24,11 @@ StepNext step_driver(StepId s) {
 }
 
 bool step_is_skipped(const Deployment *d, StepId s) {
+        /* Rollbacks and restores deploy an image that exists: nothing to
+         * fetch, build, test or clean; migrate restores the database if asked. */
+        if (d->prebuilt)
+                return s == STEP_MIGRATE ? !d->restore_file : s != STEP_DEPLOY;
+
         switch (s) {
         case STEP_BUILD:
                 return !infraspec_wants_build(d->spec);
@@ -70,7 +75,9 @@ int step_migrate_next(Deployment *d, const StepRunResult *prev) {
         int r;
 
         if (prev)
-                return step_command_check(d, prev, "migration command");
+                return step_command_check(d, prev, d->restore_file ? "pg_restore" : "migration command");
+        if (d->restore_file)
+                return step_restore_start(d);
 
         db = d->spec->migrations.database ?: d->spec->services.postgres.database;
         if (!db)

@@ -40,5 +40,8 @@ void step_clone_abort(Deployment *d);
 /* Stops the deploy step's Kubernetes request; the step ends cancelled. */
 void step_deploy_cancel(Deployment *d);
 
+/* The migrate step of a rollback with --restore-db. */
+int step_restore_start(Deployment *d);
+
 /* Helper for drivers: did the command succeed? If not, record why. */
 int step_command_check(Deployment *d, const StepRunResult *r, const char *what);

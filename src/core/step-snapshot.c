@@ -86,3 +86,27 @@ int step_snapshot_next(Deployment *d, const StepRunResult *prev) {
         d->stage = SNAPSHOT_DUMP;
         return pipeline_run_command(d, argv, env, d->workdir);
 }
+
+/* A rollback's database restore: pg_restore --clean --if-exists of the
+ * snapshot into the app's database (its name as the infraspec gives it,
+ * validated as a database name; the server and credentials come from PG*). */
+int step_restore_start(Deployment *d) {
+        const char *db = d->spec->services.postgres.database;
+        _cleanup_strv_free_ char **env = NULL;
+        _cleanup_free_ char *dbname = NULL;
+        int r;
+
+        r = step_env_new(d, &env);
+        if (r >= 0)
+                r = step_env_add_database(d, db, &env);
+        if (r < 0)
+                return deployment_fail(d, "cannot build the database environment: %s", strerror(-r));
+        if (asprintf(&dbname, "--dbname=%s", db) < 0)
+                return deployment_fail(d, "out of memory");
+
+        deployment_log(d, "restoring %s from %s", db, d->restore_file);
+        char *const argv[] = { (char *) "pg_restore", (char *) "--clean", (char *) "--if-exists",
+                               (char *) "--no-owner", (char *) "--no-password", (char *) "--single-transaction",
+                               dbname, (char *) "--", d->restore_file, NULL };
+        return pipeline_run_command(d, argv, env, "/");
+}

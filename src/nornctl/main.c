@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-bus.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config-build.h"
@@ -24,7 +25,12 @@ static void help(void) {
                "  health         Show the daemon's health; exits 1 when degraded\n"
                "  deploy APP [REF]  Deploy APP at REF (default HEAD) and follow it to the end;\n"
                "                 exits 0 only when deployed\n"
-               "  cancel ID      Cancel a queued or running deployment\n\n"
+               "  cancel ID      Cancel a queued or running deployment\n"
+               "  rollback APP [--to ID] [--restore-db]\n"
+               "                 Deploy the image of the last good deployment before the\n"
+               "                 current one (or of ID) again; optionally restore the database\n"
+               "  snapshots APP  List the database snapshots of APP\n"
+               "  restore APP SNAPSHOT  Restore APP's database from SNAPSHOT, then redeploy\n\n"
                "Options:\n"
                "  -h --help      Show this help\n"
                "     --version   Show package version\n"
@@ -188,11 +194,13 @@ static int add_signal_match(sd_bus *bus, const char *member, sd_bus_message_hand
                                    cb, f);
 }
 
-static int cmd_deploy(sd_bus *bus, char **args) {
+/* Sends call (Deploy, Rollback, RestoreSnapshot: each answers with the new
+ * deployment's path) and follows that deployment to its end. */
+static int call_and_follow(sd_bus *bus, sd_bus_message *call, const char *what) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Follow f = { .color = isatty(STDOUT_FILENO) };
-        const char *path, *app = args[0], *ref = args[1] ?: "HEAD";
+        const char *path;
         int r;
 
         /* Subscribe first, so no event of the new deployment can be missed. */
@@ -203,14 +211,13 @@ static int cmd_deploy(sd_bus *bus, char **args) {
                                      "org.freedesktop.DBus", "NameOwnerChanged", on_owner_changed, &f)) < 0)
                 return fail("cannot subscribe to nornd's signals: %s", strerror(-r));
 
-        r = sd_bus_call_method(bus, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "Deploy", &error,
-                               &reply, "ss", app, ref);
+        r = sd_bus_call(bus, call, 0, &error, &reply);
         if (r < 0)
                 return fail_call(&error, r);
         r = sd_bus_message_read(reply, "o", &path);
         if (r < 0 || !strrchr(path, '/') || sscanf(strrchr(path, '/') + 1, "%" SCNu64, &f.id) != 1)
                 return fail("malformed reply from nornd");
-        printf("deployment %" PRIu64 " of %s (%s) queued\n", f.id, app, ref);
+        printf("deployment %" PRIu64 " (%s) queued\n", f.id, what);
         fflush(stdout);
 
         while (!f.done) {
@@ -228,16 +235,114 @@ static int cmd_deploy(sd_bus *bus, char **args) {
         return f.deployed ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+static int new_call(sd_bus *bus, const char *method, sd_bus_message **ret) {
+        int r = sd_bus_message_new_method_call(bus, ret, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE,
+                                               method);
+        if (r < 0)
+                return fail("cannot build the %s call: %s", method, strerror(-r));
+        return 0;
+}
+
+static int cmd_deploy(sd_bus *bus, char **args) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        _cleanup_free_ char *what = NULL;
+        const char *app = args[0], *ref = args[1] ?: "HEAD";
+
+        if (new_call(bus, "Deploy", &call) != 0 || sd_bus_message_append(call, "ss", app, ref) < 0)
+                return EXIT_FAILURE;
+        if (asprintf(&what, "deploy of %s at %s", app, ref) < 0)
+                return EXIT_FAILURE;
+        return call_and_follow(bus, call, what);
+}
+
+static int parse_id(const char *s, uint64_t *ret) {
+        char *end;
+
+        errno = 0;
+        *ret = strtoull(s, &end, 10);
+        if (errno != 0 || *end || !*s || s[0] == '-' || *ret == 0)
+                return fail("invalid deployment id '%s'", s);
+        return 0;
+}
+
+static int cmd_rollback(sd_bus *bus, char **args) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        _cleanup_free_ char *what = NULL;
+        const char *app = NULL;
+        uint64_t to = 0;
+        bool restore = false;
+
+        for (char **a = args; *a; a++) {
+                if (streq(*a, "--restore-db"))
+                        restore = true;
+                else if (streq(*a, "--to")) {
+                        if (!a[1])
+                                return fail("--to needs a deployment id");
+                        if (parse_id(*++a, &to) != 0)
+                                return EXIT_FAILURE;
+                } else if (strncmp(*a, "--to=", 5) == 0) {
+                        if (parse_id(*a + 5, &to) != 0)
+                                return EXIT_FAILURE;
+                } else if (!app)
+                        app = *a;
+                else
+                        return fail("unexpected argument '%s'; see --help", *a);
+        }
+        if (!app)
+                return fail("'rollback' needs an app; see --help");
+        if (new_call(bus, "Rollback", &call) != 0 || sd_bus_message_append(call, "stb", app, to, restore) < 0)
+                return EXIT_FAILURE;
+        if (asprintf(&what, "rollback of %s%s", app, restore ? " with database restore" : "") < 0)
+                return EXIT_FAILURE;
+        return call_and_follow(bus, call, what);
+}
+
+static int cmd_restore(sd_bus *bus, char **args) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        _cleanup_free_ char *what = NULL;
+
+        if (new_call(bus, "RestoreSnapshot", &call) != 0 || sd_bus_message_append(call, "ss", args[0], args[1]) < 0)
+                return EXIT_FAILURE;
+        if (asprintf(&what, "restore of %s from %s", args[0], args[1]) < 0)
+                return EXIT_FAILURE;
+        return call_and_follow(bus, call, what);
+}
+
+static int cmd_snapshots(sd_bus *bus, char **args) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *database, *file;
+        uint64_t id, size, created, deployment;
+        int r;
+
+        r = sd_bus_call_method(bus, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "ListSnapshots", &error,
+                               &reply, "s", args[0]);
+        if (r < 0)
+                return fail_call(&error, r);
+        r = sd_bus_message_enter_container(reply, 'a', "(tssttt)");
+        if (r < 0)
+                return fail("malformed reply from nornd");
+        printf("%-6s %-12s %-10s %-20s %s\n", "ID", "DATABASE", "SIZE", "CREATED (UTC)", "SNAPSHOT (deployment)");
+        while ((r = sd_bus_message_read(reply, "(tssttt)", &id, &database, &file, &size, &created, &deployment)) > 0) {
+                char when[32] = "";
+                time_t t = (time_t) (created / 1000000);
+                struct tm tm;
+
+                if (gmtime_r(&t, &tm))
+                        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+                printf("%-6" PRIu64 " %-12s %-10" PRIu64 " %-20s %s (%" PRIu64 ")\n", id, database, size, when, file,
+                       deployment);
+        }
+        return r < 0 ? fail("malformed reply from nornd") : EXIT_SUCCESS;
+}
+
 static int cmd_cancel(sd_bus *bus, char **args) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         uint64_t id;
-        char *end;
         int r;
 
-        errno = 0;
-        id = strtoull(args[0], &end, 10);
-        if (errno != 0 || *end || !*args[0] || args[0][0] == '-' || id == 0)
-                return fail("invalid deployment id '%s'", args[0]);
+        if (parse_id(args[0], &id) != 0)
+                return EXIT_FAILURE;
         r = sd_bus_call_method(bus, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, "Cancel", &error,
                                NULL, "t", id);
         if (r < 0)
@@ -263,6 +368,9 @@ static const struct {
         { "health",  0, 0, cmd_health_args },
         { "deploy",  1, 2, cmd_deploy },
         { "cancel",  1, 1, cmd_cancel },
+        { "rollback", 1, 4, cmd_rollback },
+        { "snapshots", 1, 1, cmd_snapshots },
+        { "restore", 2, 2, cmd_restore },
 };
 
 int main(int argc, char *argv[]) {
