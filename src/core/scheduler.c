@@ -139,11 +139,20 @@ int scheduler_prepare(Manager *m, const char *app, const char *ref, const char *
 int scheduler_enqueue(Manager *m, Deployment *d, SchedulerDone done, void *userdata, char **ret_error) {
         SubmitRequest *req;
         unsigned waiting = 0;
+        bool running = false;
         int r;
 
         for (Deployment *i = m->deployments; i; i = i->next)
-                if (streq(i->app, d->app) && !i->started)
-                        waiting++;
+                if (streq(i->app, d->app)) {
+                        if (i->started)
+                                running = true;
+                        else
+                                waiting++;
+                }
+        /* With nothing of the app running, the first in line is about to
+         * start: it is not waiting behind anything. */
+        if (!running && waiting > 0)
+                waiting--;
         if (waiting >= m->config.queue_max) {
                 error_printf(ret_error, "app %s is busy: %u deploys are already waiting", d->app, waiting);
                 return -EBUSY;

@@ -144,7 +144,11 @@ class ControlTest(unittest.TestCase):
         row = self.env.row(self.env.deployment_id(p.stdout))
         self.assertEqual(row["source"], "local")
         self.assertRegex(row["commit_sha"] or "", r"^[0-9a-f]{40}$")
-        self.assertEqual(self.env.steps(row["id"])["build"]["status"], "succeeded")
+        steps = self.env.steps(row["id"])
+        self.assertEqual(steps["build"]["status"], "succeeded")
+        # No services.postgres, no migrations.command: recorded as skipped.
+        self.assertEqual((steps["snapshot"]["status"], steps["migrate"]["status"]), ("skipped", "skipped"))
+        self.assertIn("- snapshot skipped", p.stdout)
 
         # repo.url broken but a source tree in the app dir: deployed from it, and said so.
         write_files(d, local_app_files("local", repo_url="file:///nonexistent.git"))
@@ -156,6 +160,26 @@ class ControlTest(unittest.TestCase):
         # ... but never for an explicitly requested commit.
         p = self.env.deploy("local", "a" * 40)
         self.assertEqual(self.env.row(self.env.deployment_id(p.stdout))["status"], "failed")
+
+
+class TimeoutAndParallelTest(unittest.TestCase):
+    def test_step_timeout_and_parallel_limit(self):
+        with PipelineEnv(nornd_env={"NORN_TIMEOUT_TEST": "2", "NORN_MAX_PARALLEL": "1"},
+                         kube_deployments=("slow", "slow2")) as env:
+            for app in ("slow", "slow2"):
+                write_files(os.path.join(env.apps, app), local_app_files(app, SLOW_TEST))
+            procs = [subprocess.Popen([NORNCTL, "--user", "deploy", app], stdout=subprocess.PIPE, text=True)
+                     for app in ("slow", "slow2")]
+            outs = [p.communicate(timeout=120)[0] for p in procs]
+            rows = [env.row(env.deployment_id(o)) for o in outs]
+            for row, out in zip(rows, outs):
+                self.assertEqual(row["status"], "failed", out)
+                self.assertEqual(row["error"], "step test timed out after 2s")
+                self.assertEqual(env.steps(row["id"])["test"]["status"], "failed")
+            # NORN_MAX_PARALLEL=1: different apps, still one after the other.
+            a, b = sorted(rows, key=lambda r: r["started_at"])
+            self.assertLessEqual(a["finished_at"], b["started_at"])
+            env.nornd.alive()
 
 
 class HostileRequestTest(unittest.TestCase):
