@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include "health.h"
+#include "kube-config.h"
+#include "string-util.h"
 #include "manager.h"
-
-#define IN_CLUSTER_TOKEN "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 static const char *const component_names[_HEALTH_MAX] = {
         [HEALTH_DATABASE] = "database",
@@ -21,59 +21,10 @@ const char *health_component_to_string(HealthComponent c) {
         return c < _HEALTH_MAX ? component_names[c] : NULL;
 }
 
-int kube_config_locate(char **ret_path, bool *ret_in_cluster) {
-        const char *kubeconfig, *home;
-        char *p;
-
-        if (getenv("KUBERNETES_SERVICE_HOST") && access(IN_CLUSTER_TOKEN, R_OK) == 0) {
-                p = strdup(IN_CLUSTER_TOKEN);
-                if (!p)
-                        return -ENOMEM;
-                *ret_path = p;
-                *ret_in_cluster = true;
-                return 0;
-        }
-
-        kubeconfig = getenv("KUBECONFIG");
-        if (kubeconfig && *kubeconfig) {
-                /* Like kubectl, the first entry of the list is the one we use. */
-                p = strndup(kubeconfig, strcspn(kubeconfig, ":"));
-        } else {
-                home = getenv("HOME");
-                if (!home || !*home)
-                        return -ENOENT;
-                if (asprintf(&p, "%s/.kube/config", home) < 0)
-                        p = NULL;
-        }
-        if (!p)
-                return -ENOMEM;
-        if (access(p, R_OK) < 0) {
-                int r = -errno;
-                free(p);
-                return r;
-        }
-        *ret_path = p;
-        *ret_in_cluster = false;
-        return 0;
-}
-
-static char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
-static char *strdup_printf(const char *fmt, ...) {
-        va_list ap;
-        char *s;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        return r < 0 ? NULL : s;
-}
-
 int health_collect(Manager *m, HealthState *ret) {
         HealthState s = {};
-        _cleanup_free_ char *kube_path = NULL;
-        bool in_cluster = false;
-        int r;
+        _cleanup_(kube_config_freep) KubeConfig *kube = NULL;
+        _cleanup_free_ char *kube_error = NULL, *kube_text = NULL;
 
         s.up[HEALTH_DATABASE] = m->db && db_is_up(m->db);
         s.detail[HEALTH_DATABASE] = s.up[HEALTH_DATABASE] ? strdup("connected, schema applied")
@@ -85,11 +36,11 @@ int health_collect(Manager *m, HealthState *ret) {
                                 strna(m->systemd_version))
                 : strdup_printf("unreachable: %s", m->systemd_error ?: "not checked yet");
 
-        r = kube_config_locate(&kube_path, &in_cluster);
-        s.up[HEALTH_KUBERNETES] = r >= 0;
-        s.detail[HEALTH_KUBERNETES] = r >= 0
-                ? strdup_printf("%s %s", in_cluster ? "in-cluster service account" : "kubeconfig", kube_path)
-                : strdup("not configured (no service account, KUBECONFIG or ~/.kube/config)");
+        /* Read anew each time: a fixed kubeconfig shows up without a restart. */
+        s.up[HEALTH_KUBERNETES] = kube_config_load(&kube, &kube_error) >= 0 &&
+                                  kube_config_describe(kube, &kube_text) >= 0;
+        s.detail[HEALTH_KUBERNETES] = s.up[HEALTH_KUBERNETES] ? TAKE_PTR(kube_text)
+                : strdup_printf("not configured: %s", kube_error ?: "no usable configuration");
 
         for (size_t i = 0; i < _HEALTH_MAX; i++)
                 if (!s.detail[i]) {

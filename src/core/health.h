@@ -26,6 +26,3 @@ void health_state_done(HealthState *s);
 bool health_state_ok(const HealthState *s);
 json_t *health_state_to_json(const HealthState *s);
 
-/* Where the Kubernetes configuration would come from (in-cluster service
- * account, KUBECONFIG, ~/.kube/config); returns a malloc'ed description. */
-int kube_config_locate(char **ret_path, bool *ret_in_cluster);

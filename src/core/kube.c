@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "config-build.h"
+#include "string-util.h"
 #include "curl-glue.h"
 #include "kube.h"
 #include "log.h"
@@ -54,18 +55,6 @@ static uint64_t now_usec(void) {
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
-}
-
-static char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
-static char *strdup_printf(const char *fmt, ...) {
-        va_list ap;
-        char *s;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        return r < 0 ? NULL : s;
 }
 
 static const char *op_verb(KubeOp op) {

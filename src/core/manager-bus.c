@@ -68,6 +68,19 @@ static int check_caller(sd_bus_message *msg, uid_t *ret_uid, sd_bus_error *error
         return 0;
 }
 
+/* Checks the caller of a mutating method and says who it is, for the record. */
+static int check_caller_describe(sd_bus_message *msg, char **ret_who, sd_bus_error *error) {
+        uid_t uid;
+        int r;
+
+        r = check_caller(msg, &uid, error);
+        if (r != 0)
+                return r;
+        if (asprintf(ret_who, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(msg))) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 static int errno_to_bus_error(int r, const char *message, sd_bus_error *error) {
         const char *name = r == -ENOENT ? NORN_BUS_ERROR_PREFIX "NotFound"
                          : r == -EBUSY ? NORN_BUS_ERROR_PREFIX "Busy"
@@ -76,6 +89,16 @@ static int errno_to_bus_error(int r, const char *message, sd_bus_error *error) {
                          : r == -EALREADY ? NORN_BUS_ERROR_PREFIX "AlreadyFinished"
                          : NORN_BUS_ERROR_PREFIX "Failed";
         return sd_bus_error_setf(error, name, "%s", message ?: strerror(-r));
+}
+
+/* The reply of Deploy, Rollback and RestoreSnapshot comes once the
+ * deployment's row exists; submit() returns at once. */
+static int reply_when_queued(sd_bus_message *msg, int r, char *why, sd_bus_error *error) {
+        if (r < 0) {
+                sd_bus_message_unref(msg);
+                return errno_to_bus_error(r, why, error);
+        }
+        return 1;
 }
 
 static void on_deploy_queued(Deployment *d, int r, const char *error, void *userdata) {
@@ -99,24 +122,16 @@ static int method_deploy(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         Manager *m = userdata;
         _cleanup_free_ char *why = NULL, *who = NULL;
         const char *app, *ref;
-        uid_t uid;
         int r;
 
         r = sd_bus_message_read(msg, "ss", &app, &ref);
         if (r < 0)
                 return r;
-        r = check_caller(msg, &uid, error);
+        r = check_caller_describe(msg, &who, error);
         if (r != 0)
                 return r;
-        if (asprintf(&who, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(msg))) < 0)
-                return -ENOMEM;
-
         r = scheduler_submit(m, app, ref, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
-        if (r < 0) {
-                sd_bus_message_unref(msg);
-                return errno_to_bus_error(r, why, error);
-        }
-        return 1; /* answered from on_deploy_queued() */
+        return reply_when_queued(msg, r, why, error);
 }
 
 static int method_rollback(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -125,49 +140,33 @@ static int method_rollback(sd_bus_message *msg, void *userdata, sd_bus_error *er
         const char *app;
         uint64_t to;
         int restore, r;
-        uid_t uid;
 
         r = sd_bus_message_read(msg, "stb", &app, &to, &restore);
         if (r < 0)
                 return r;
-        r = check_caller(msg, &uid, error);
+        r = check_caller_describe(msg, &who, error);
         if (r != 0)
                 return r;
         if (to > INT64_MAX)
                 return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "InvalidArgument", "Invalid deployment id.");
-        if (asprintf(&who, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(msg))) < 0)
-                return -ENOMEM;
-
         r = rollback_submit(m, app, (int64_t) to, restore, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
-        if (r < 0) {
-                sd_bus_message_unref(msg);
-                return errno_to_bus_error(r, why, error);
-        }
-        return 1;
+        return reply_when_queued(msg, r, why, error);
 }
 
 static int method_restore_snapshot(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_free_ char *why = NULL, *who = NULL;
         const char *app, *snapshot;
-        uid_t uid;
         int r;
 
         r = sd_bus_message_read(msg, "ss", &app, &snapshot);
         if (r < 0)
                 return r;
-        r = check_caller(msg, &uid, error);
+        r = check_caller_describe(msg, &who, error);
         if (r != 0)
                 return r;
-        if (asprintf(&who, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(msg))) < 0)
-                return -ENOMEM;
-
         r = restore_submit(m, app, snapshot, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
-        if (r < 0) {
-                sd_bus_message_unref(msg);
-                return errno_to_bus_error(r, why, error);
-        }
-        return 1;
+        return reply_when_queued(msg, r, why, error);
 }
 
 static void on_snapshots(Db *db, const PGresult *res, const char *error, void *userdata) {

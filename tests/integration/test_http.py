@@ -3,6 +3,7 @@ well-formed requests, then malformed and hostile ones; the daemon must answer
 each with a clear 4xx and keep serving."""
 import base64
 import hashlib
+import json
 import os
 import socket
 import unittest
@@ -40,13 +41,26 @@ class HttpApiTest(unittest.TestCase):
     def test_health_with_kubeconfig_is_ok(self):
         path = os.path.join(os.environ["NORN_SANDBOX_DIR"], "kubeconfig-health")
         with open(path, "w") as f:
-            f.write("apiVersion: v1\nkind: Config\n")
+            f.write("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                    "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+                    "users: [{name: u, user: {token: secret-token-value}}]\n"
+                    "contexts: [{name: c, context: {cluster: k, user: u}}]\n")
         with Nornd(env={"KUBECONFIG": path}) as other:
             wait_until(lambda: other.health()[0] == 200, what="all components up")
             status, body = other.health()
-            self.assertEqual(body["components"]["kubernetes"]["status"], "up", body)
-            self.assertIn(path, body["components"]["kubernetes"]["detail"])
+            kube = body["components"]["kubernetes"]
+            self.assertEqual(kube["status"], "up", body)
+            self.assertIn(path, kube["detail"])
+            self.assertIn("https://127.0.0.1:6443", kube["detail"])
+            self.assertNotIn("secret-token-value", json.dumps(body))
             self.assertEqual((status, body["status"]), (200, "ok"), body)
+
+            # A kubeconfig that does not parse is reported, not half-used.
+            with open(path, "w") as f:
+                f.write("apiVersion: v1\nkind: Config\ncurrent-context: [nope\n")
+            status, body = other.health()
+            self.assertEqual(status, 503)
+            self.assertIn(path, body["components"]["kubernetes"]["detail"])
 
     def test_version(self):
         status, body, headers = http_request(self.nornd.port, "GET", "/api/version")
