@@ -3,6 +3,7 @@ registry, buildah, the app's PostgreSQL database, the Kubernetes API
 stand-in (TLS + token), and a nornd --user driven through nornctl."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,10 +25,11 @@ def read(path):
         return ""
 
 
-def psql(sql, db="norn", url=None):
-    url = url or os.environ["NORN_DATABASE_URL"]
-    if db != "norn":
-        url = url.replace("/norn?", f"/{db}?")
+def psql(sql, db=None):
+    """Runs sql in Norn's database (the current PipelineEnv's), or in db."""
+    url = os.environ["NORN_DATABASE_URL"]
+    if db:
+        url = re.sub(r"^(postgresql://[^/?]*/)[^?]*", r"\g<1>" + db, url)
     return run(["psql", url, "-v", "ON_ERROR_STOP=1", "-Atc", sql]).stdout.strip()
 
 
@@ -109,15 +111,23 @@ class PipelineEnv:
         self.apps = os.path.join(self.dir, "apps")
         self.state = os.path.join(self.dir, "state")
         os.makedirs(self.apps)
+        # A database of its own: rows of other tests never leak in.
+        self.saved_url = os.environ["NORN_DATABASE_URL"]
+        self.db = "norn_" + os.urandom(4).hex()
+        psql(f"CREATE DATABASE {self.db}")
+        os.environ["NORN_DATABASE_URL"] = re.sub(r"^(postgresql://[^/?]*/)[^?]*", r"\g<1>" + self.db,
+                                                 self.saved_url)
         self.repo = GitRepo(example_app_files()).__enter__()
         self.registry = Registry().__enter__()
         self.buildah = Buildah(insecure_registries=[self.registry.address]).__enter__()
         self.kube = KubeStandin(self.dir, self.kube_deployments)
-        psql("DROP DATABASE IF EXISTS hello WITH (FORCE)")
-        psql("CREATE DATABASE hello")
+        psql("DROP DATABASE IF EXISTS hello WITH (FORCE)", db="postgres")
+        psql("CREATE DATABASE hello", db="postgres")
         self.add_app("hello", example_app_files(self.repo.file_url))
         env = dict(self.buildah.overrides)
         env.update({
+            "NORN_DATABASE_URL": os.environ["NORN_DATABASE_URL"],
+            "NORN_APP_DATABASE_URL": self.saved_url,
             "NORN_APPS_DIR": self.apps,
             "NORN_STATE_DIR": self.state,
             "NORN_BUILDER": "buildah",
@@ -137,6 +147,8 @@ class PipelineEnv:
         self.kube.close()
         for f in (self.buildah, self.registry, self.repo):
             f.__exit__(None, None, None)
+        os.environ["NORN_DATABASE_URL"] = self.saved_url
+        psql(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def add_app(self, name, files):
@@ -171,5 +183,7 @@ class PipelineEnv:
         return sorted(os.listdir(work)) if os.path.isdir(work) else []
 
     def journal(self, deploy_id):
-        out = run(["journalctl", "--no-pager", "-o", "json", f"NORN_DEPLOY_ID={deploy_id}"]).stdout
+        # Ids restart in each env's database: this nornd's entries only.
+        out = run(["journalctl", "--no-pager", "-o", "json", f"NORN_DEPLOY_ID={deploy_id}",
+                   f"_PID={self.nornd.proc.pid}"]).stdout
         return [json.loads(l) for l in out.splitlines() if l.strip()]
