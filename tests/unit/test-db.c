@@ -461,7 +461,7 @@ static void test_schema_applies(void) {
                                 "SELECT to_regclass('deployments') IS NOT NULL AND to_regclass('deployment_steps') IS NOT NULL "
                                 "AND to_regclass('snapshots') IS NOT NULL AND to_regclass('status_transitions') IS NOT NULL",
                                 "t")) && ok;
-        ok = expect(sync_equals(dbnames[0], "SELECT count(*) FROM status_transitions", "20")) && ok;
+        ok = expect(sync_equals(dbnames[0], "SELECT count(*) FROM status_transitions", "21")) && ok;
         check(ok, "schema applies on a fresh database; db_is_up only then");
         free(url);
 }
