@@ -20,6 +20,10 @@ over --rollout-seconds.
 
 Test controls (no authentication, not part of Kubernetes):
   POST  /_standin/deployments/{ns}/{name}/fail   pods of new rollouts never become ready
+  POST  /_standin/deployments/{ns}/{name}/conflict   body {"count": N} (default 1): the next N
+        PATCHes that carry a metadata.resourceVersion find the Deployment changed
+        just before them by another writer (an annotation, a new resourceVersion),
+        so they get 409 Conflict as they would on a real server
   GET   /_standin/state                          all deployments, as in the state file
 
 Deliberate differences from a real cluster:
@@ -29,7 +33,10 @@ Deliberate differences from a real cluster:
   * the annotation standin.norn.dev/never-ready: "true" (or the fail control)
     makes the pods of the next rollouts never ready: the rollout stalls and
     Progressing turns False with reason ProgressDeadlineExceeded after
-    spec.progressDeadlineSeconds x --deadline-scale;
+    spec.progressDeadlineSeconds x --deadline-scale; the annotation
+    standin.norn.dev/never-ready-image: GLOB does so only for rollouts to a pod
+    template with a container image matching GLOB (fnmatch), i.e. a bad image
+    whose predecessor still gets ready;
   * json-patch and apply-patch content types are answered with 415.
 
 Each request is logged to stderr as "METHOD PATH -> STATUS (user)"; header
@@ -39,6 +46,7 @@ values (the token) never are.
 import argparse
 import copy
 import datetime
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -54,11 +62,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 NEVER_READY = "standin.norn.dev/never-ready"
+NEVER_READY_IMAGE = "standin.norn.dev/never-ready-image"
+TOUCHED = "standin.norn.dev/touched"
 BODY_MAX = 3 * 1024 * 1024
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DEPLOYMENT_PATH = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments(?:/([^/]+))?/?$")
-CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/fail/?$")
+CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/(fail|conflict)/?$")
 
 # Lists a strategic merge patch merges by key instead of replacing
 # (patchMergeKey in the Kubernetes API types), as far as a Deployment goes.
@@ -254,6 +264,7 @@ class Store:
         self.rv = 1000
         self.objects = {}       # (ns, name) -> Deployment
         self.rollouts = {}      # (ns, name) -> {"start", "old"}
+        self.conflicts = {}     # (ns, name) -> PATCHes still to be beaten by another writer
         if args.state and os.path.exists(args.state):
             with open(args.state) as f:
                 data = json.load(f)
@@ -331,7 +342,13 @@ class Store:
         n = obj["spec"].get("replicas", 1)
         old = ro["old"]
         rs = replicaset_name(obj)
-        never_ready = obj["metadata"].get("annotations", {}).get(NEVER_READY) in ("true", True)
+        annotations = obj["metadata"].get("annotations", {})
+        never_ready = annotations.get(NEVER_READY) in ("true", True)
+        bad_image = annotations.get(NEVER_READY_IMAGE)
+        if isinstance(bad_image, str) and any(isinstance(c, dict) and isinstance(c.get("image"), str) and
+                                              fnmatch.fnmatchcase(c["image"], bad_image)
+                                              for c in containers_of(obj)):
+            never_ready = True
         deadline = obj["spec"].get("progressDeadlineSeconds", 600) * self.args.deadline_scale
         done = False
 
@@ -439,6 +456,13 @@ class Store:
             if not old:
                 raise not_found(name)
             pmd = patch.get("metadata")
+            if isinstance(pmd, dict) and pmd.get("resourceVersion") is not None \
+                    and self.conflicts.get((ns, name), 0) > 0:
+                # The conflict control: another writer got there first.
+                self.conflicts[(ns, name)] -= 1
+                old["metadata"].setdefault("annotations", {})[TOUCHED] = str(uuid.uuid4())
+                old["metadata"]["resourceVersion"] = self.next_rv()
+                self.dump()
             if isinstance(pmd, dict) and "resourceVersion" in pmd and pmd["resourceVersion"] is not None \
                     and pmd["resourceVersion"] != old["metadata"]["resourceVersion"]:
                 raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on deployments.apps "%s": the '
@@ -465,6 +489,15 @@ class Store:
                 self.start_rollout((ns, name), new)
             self.dump()
             return copy.deepcopy(new)
+
+    def add_conflicts(self, ns, name, count):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ApiError(400, "BadRequest", "count must be a non-negative integer")
+        with self.lock:
+            if (ns, name) not in self.objects:
+                raise not_found(name)
+            self.conflicts[(ns, name)] = count
+            return {"ok": True, "count": count}
 
     def mark_failing(self, ns, name):
         with self.lock:
@@ -621,7 +654,11 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send_json(200, {"deployments": list(self.server.store.objects.values())})
             m = CONTROL_PATH.match(path)
             if method == "POST" and m:
-                self.read_body()
+                raw = self.read_body()
+                if m.group(3) == "conflict":
+                    body = self.parse_json(raw) if raw.strip() else {}
+                    count = body.get("count", 1) if isinstance(body, dict) else None
+                    return self.send_json(200, self.server.store.add_conflicts(m.group(1), m.group(2), count))
                 return self.send_json(200, self.server.store.mark_failing(m.group(1), m.group(2)))
             code, obj = self.handle_api(method)
             self.send_json(code, obj, self.user)

@@ -414,7 +414,8 @@ int pipeline_cancel(Deployment *d) {
                 return 0; /* already on its way out */
         if (d->run)
                 return step_run_cancel(d->run);
-        if (d->kube) {
+        if (d->step == STEP_DEPLOY && (d->kube || d->defer)) {
+                /* A Kubernetes request or the rollout poll timer. */
                 step_deploy_cancel(d);
                 return 0;
         }

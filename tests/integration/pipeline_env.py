@@ -6,9 +6,12 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 from fixtures import Buildah, GitRepo, Registry, example_app_files, free_port, make_ca, write_files
 from nornlib import NORNCTL, SOURCE_DIR, Nornd, run, wait_until
@@ -36,20 +39,22 @@ def psql(sql, db=None):
 class KubeStandin:
     """tests/k8s-standin.py over TLS with its own CA and a bearer token."""
 
-    def __init__(self, workdir, deployments=("hello",), rollout_seconds=0.2):
+    def __init__(self, workdir, deployments=("hello",), rollout_seconds=0.2, deadline_scale=None):
+        """deployments: names (see deployment()) or whole Deployment objects."""
         self.dir = os.path.join(workdir, "kube")
         os.makedirs(self.dir)
         self.tls = make_ca(os.path.join(self.dir, "tls"))
         self.state = os.path.join(self.dir, "state.json")
         with open(self.state, "w") as f:
-            json.dump({"deployments": [self.deployment(n) for n in deployments]}, f)
+            json.dump({"deployments": [self.deployment(n) if isinstance(n, str) else n for n in deployments]}, f)
         port_file = os.path.join(self.dir, "port")
         self.log_path = os.path.join(self.dir, "standin.log")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
                 ["/usr/bin/python3", STANDIN, "--port-file", port_file, "--tls-cert", self.tls["cert"],
                  "--tls-key", self.tls["key"], "--token", KUBE_TOKEN, "--state", self.state,
-                 "--rollout-seconds", str(rollout_seconds)],
+                 "--rollout-seconds", str(rollout_seconds)] +
+                (["--deadline-scale", str(deadline_scale)] if deadline_scale is not None else []),
                 stdout=subprocess.DEVNULL, stderr=log)
         wait_until(lambda: read(port_file).strip(), what="Kubernetes stand-in to listen")
         self.port = int(read(port_file))
@@ -57,10 +62,36 @@ class KubeStandin:
         self.write_kubeconfig(self.kubeconfig, KUBE_TOKEN)
 
     @staticmethod
-    def deployment(name):
-        return {"metadata": {"name": name, "namespace": "default"},
-                "spec": {"replicas": 1, "template": {"spec": {"containers": [
-                    {"name": name, "image": f"{name}:initial"}]}}}}
+    def deployment(name, replicas=1, annotations=None, progress_deadline=None):
+        d = {"metadata": {"name": name, "namespace": "default"},
+             "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+                 {"name": name, "image": f"{name}:initial"}]}}}}
+        if annotations:
+            d["metadata"]["annotations"] = dict(annotations)
+        if progress_deadline is not None:
+            d["spec"]["progressDeadlineSeconds"] = progress_deadline
+        return d
+
+    def url(self, path):
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def request(self, method, path, body=None, content_type="application/json"):
+        """An authenticated request to the stand-in (API or test control): (status, JSON)."""
+        ctx = ssl.create_default_context(cafile=self.tls["ca"])
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url(path), data=data, method=method,
+                                     headers={"Authorization": f"Bearer {KUBE_TOKEN}",
+                                              "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def get(self, name, namespace="default"):
+        status, obj = self.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        assert status == 200, (status, obj)
+        return obj
 
     def write_kubeconfig(self, path, token):
         with open(path, "w") as f:
@@ -102,9 +133,11 @@ contexts:
 class PipelineEnv:
     """apps dir + fixtures + nornd. Use as a context manager."""
 
-    def __init__(self, nornd_env=None, kube_deployments=("hello",)):
+    def __init__(self, nornd_env=None, kube_deployments=("hello",), kube_options=None):
+        """kube_options: keyword arguments for KubeStandin (rollout_seconds, deadline_scale)."""
         self.nornd_env = nornd_env or {}
         self.kube_deployments = kube_deployments
+        self.kube_options = kube_options or {}
 
     def __enter__(self):
         self.dir = tempfile.mkdtemp(prefix="pipeline-", dir=os.environ.get("NORN_SANDBOX_DIR"))
@@ -120,7 +153,7 @@ class PipelineEnv:
         self.repo = GitRepo(example_app_files()).__enter__()
         self.registry = Registry().__enter__()
         self.buildah = Buildah(insecure_registries=[self.registry.address]).__enter__()
-        self.kube = KubeStandin(self.dir, self.kube_deployments)
+        self.kube = KubeStandin(self.dir, self.kube_deployments, **self.kube_options)
         psql("DROP DATABASE IF EXISTS hello WITH (FORCE)", db="postgres")
         psql("CREATE DATABASE hello", db="postgres")
         self.add_app("hello", example_app_files(self.repo.file_url))
