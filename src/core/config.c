@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +141,116 @@ static int load_steps(NornConfig *c) {
         return 0;
 }
 
+bool address_is_loopback(const char *address) {
+        struct in_addr in;
+        struct in6_addr in6;
+
+        if (!address)
+                return false;
+        if (inet_pton(AF_INET, address, &in) == 1)
+                return (ntohl(in.s_addr) >> 24) == 127;
+        if (inet_pton(AF_INET6, address, &in6) == 1)
+                return IN6_IS_ADDR_LOOPBACK(&in6);
+        return false;
+}
+
+/* A token goes into an HTTP header: visible ASCII, no spaces. */
+static bool api_token_is_valid(const char *t) {
+        size_t n = strlen(t);
+
+        if (n == 0 || n > API_TOKEN_MAX)
+                return false;
+        for (const char *p = t; *p; p++)
+                if (*p < 0x21 || *p > 0x7e)
+                        return false;
+        return true;
+}
+
+/* NORN_API_TOKEN_FILE: read once, here (e.g. a systemd credential). One
+ * line; surrounding whitespace and the final newline are not part of it. */
+static int read_api_token_file(const char *path, char **ret) {
+        _cleanup_close_ int fd = -EBADF;
+        char buf[API_TOKEN_MAX + 64];
+        size_t n = 0, start = 0;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return log_error_errno(-errno, "NORN_API_TOKEN_FILE=%s cannot be opened: %m", path);
+        if (fstat(fd, &st) < 0)
+                return log_error_errno(-errno, "NORN_API_TOKEN_FILE=%s: %m", path);
+        if (!S_ISREG(st.st_mode))
+                return log_error_errno(-EINVAL, "NORN_API_TOKEN_FILE=%s is not a regular file.", path);
+        if (st.st_mode & 0077)
+                log_warning("NORN_API_TOKEN_FILE=%s can be read by other users; it should be mode 0600 or 0400.",
+                            path);
+        for (;;) {
+                ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_error_errno(-errno, "NORN_API_TOKEN_FILE=%s cannot be read: %m", path);
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n >= sizeof(buf) - 1) {
+                        explicit_bzero(buf, sizeof(buf));
+                        return log_error_errno(-EINVAL, "NORN_API_TOKEN_FILE=%s is too long for a token "
+                                               "(at most %u characters).", path, API_TOKEN_MAX);
+                }
+        }
+        while (n > 0 && isspace((unsigned char) buf[n - 1]))
+                n--;
+        while (start < n && isspace((unsigned char) buf[start]))
+                start++;
+        buf[n] = 0;
+        *ret = strdup(buf + start);
+        explicit_bzero(buf, sizeof(buf));
+        return *ret ? 0 : log_oom();
+}
+
+/* The API token and what its absence means (DESIGN §3, issue 5): without
+ * one, the API is for local clients only, so an explicitly non-loopback
+ * NORN_BIND_ADDR is refused rather than quietly narrowed. Sockets passed by
+ * systemd are not known yet here: api.c refuses non-local clients then. */
+static int load_api_token(NornConfig *c) {
+        const char *file = getenv("NORN_API_TOKEN_FILE");
+        int r;
+
+        if (file && *file) {
+                if (c->api_token)
+                        return log_error_errno(-EINVAL, "Both NORN_API_TOKEN and NORN_API_TOKEN_FILE are set; "
+                                               "set only one.");
+                r = read_api_token_file(file, &c->api_token);
+                if (r < 0)
+                        return r;
+                if (!*c->api_token)
+                        return log_error_errno(-EINVAL, "NORN_API_TOKEN_FILE=%s is empty.", file);
+        }
+        if (c->api_token) {
+                /* Never the token itself in a message. */
+                if (!api_token_is_valid(c->api_token))
+                        return log_error_errno(-EINVAL, "The API token (%s) must be 1 to %u visible ASCII "
+                                               "characters without spaces.",
+                                               file && *file ? "NORN_API_TOKEN_FILE" : "NORN_API_TOKEN",
+                                               API_TOKEN_MAX);
+                if (strlen(c->api_token) < 16)
+                        log_warning("The API token is shorter than 16 characters; use a long random one.");
+                return 0;
+        }
+
+        if (!address_is_loopback(c->bind_address))
+                return log_error_errno(-EINVAL, "NORN_BIND_ADDR=%s is not a loopback address, and no API token "
+                                       "is set: refusing to serve the HTTP API without authentication beyond "
+                                       "this host. Set NORN_API_TOKEN or NORN_API_TOKEN_FILE, or bind to "
+                                       "127.0.0.1 or ::1.", c->bind_address);
+        log_notice("No API token is set (NORN_API_TOKEN, NORN_API_TOKEN_FILE): the HTTP API only answers "
+                   "clients on this host (loopback); requests from other addresses are refused.");
+        return 0;
+}
+
 int config_load(NornConfig *c, bool user_mode) {
         const char *port, *builder, *insecure;
         uint64_t n;
@@ -192,7 +305,7 @@ int config_load(NornConfig *c, bool user_mode) {
                 return log_error_errno(-EINVAL, "NORN_GIT_SSH_KNOWN_HOSTS must be an absolute path without "
                                        "spaces or shell characters.");
 
-        if ((r = load_steps(c)) < 0)
+        if ((r = load_api_token(c)) < 0 || (r = load_steps(c)) < 0)
                 return r;
         n = 2;
         if ((r = env_uint("NORN_MAX_PARALLEL", 1, 1024, &n)) < 0)

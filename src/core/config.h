@@ -19,7 +19,8 @@ typedef struct NornConfig {
         char *snapshot_dir;      /* NORN_SNAPSHOT_DIR (default <state>/snapshots) */
         char *registry_url;      /* NORN_REGISTRY_URL, may be NULL */
         bool registry_insecure;  /* NORN_REGISTRY_INSECURE=1: plain HTTP registry */
-        char *api_token;         /* NORN_API_TOKEN, may be NULL */
+        char *api_token;         /* NORN_API_TOKEN, or read from NORN_API_TOKEN_FILE; may be NULL:
+                                  * then only loopback clients may use the API */
         char *sql_dir;           /* NORN_SQL_DIR: schema files */
 
         char *builder;           /* NORN_BUILDER: docker (default), podman or buildah */
@@ -39,10 +40,13 @@ typedef struct NornConfig {
 } NornConfig;
 
 #define NORN_DEFAULT_BIND_ADDRESS "127.0.0.1"
+#define API_TOKEN_MAX 4096U
 #define NORN_DEFAULT_PORT 8800
 
 int config_load(NornConfig *c, bool user_mode);
 void config_done(NornConfig *c);
 
 int parse_port(const char *s, uint16_t *ret);
+/* 127.0.0.0/8 or ::1 (literals only, as NORN_BIND_ADDR takes them). */
+bool address_is_loopback(const char *address);
 int parse_uint64(const char *s, uint64_t *ret);

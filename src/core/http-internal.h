@@ -55,6 +55,7 @@ typedef struct HttpConn {
         size_t body_expected;
         bool body_pending;
         bool head;
+        bool peer_local;
 
         /* The response being sent: body with LWS_PRE bytes of headroom. */
         char *resp;
@@ -63,8 +64,23 @@ typedef struct HttpConn {
         bool resp_pending;
         bool resp_close;
 
+        /* A deferred answer (http_request_defer()). */
+        bool in_handler;
+        HttpResponder *responder; /* the handler's handle, until completed */
+        bool deferred_ready;      /* completed: goes out from the writeable callback */
+        int deferred_status;
+        json_t *deferred_body;
+        int hup_fd;               /* a dup of the socket, watched for the client leaving */
+        sd_event_source *hup_watch;
+
         HttpWsClient *ws;
 } HttpConn;
+
+struct HttpResponder {
+        HttpConn *conn;           /* NULL once the connection is gone */
+        HttpResponderGone gone;
+        void *gone_userdata;
+};
 
 struct HttpWsClient {
         HttpServer *server;
@@ -99,6 +115,7 @@ HttpListener *http_listener_free(HttpListener *l);
 const char *http_status_reason(int status);
 char *http_error_body(int status);
 void http_conn_reset_request(HttpConn *c);
+void http_conn_detach_responder(HttpConn *c);
 int http_conn_on_http(HttpConn *c);
 int http_conn_on_body(HttpConn *c, const void *data, size_t size);
 int http_conn_on_body_complete(HttpConn *c);

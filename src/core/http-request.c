@@ -3,10 +3,15 @@
  * one JSON response out. */
 #include "http-internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 
 /* Response bodies go out in pieces of this size, one per writeable callback. */
 #define HTTP_WRITE_CHUNK (16U * 1024U)
@@ -81,6 +86,11 @@ char *http_error_body(int status) {
         text = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         return text;
+}
+
+static json_t *json_decref_safe(json_t *j) {
+        json_decref(j);
+        return NULL;
 }
 
 /* RFC 3986 pchar minus '%', plus '/'. */
@@ -217,7 +227,28 @@ static int parse_content_length(const char *s, size_t *ret) {
         return 0;
 }
 
+static void http_conn_stop_hup_watch(HttpConn *c) {
+        c->hup_watch = sd_event_source_disable_unref(c->hup_watch);
+        c->hup_fd = safe_close(c->hup_fd);
+}
+
+void http_conn_detach_responder(HttpConn *c) {
+        HttpResponder *r = c->responder;
+
+        http_conn_stop_hup_watch(c);
+        c->responder = NULL;
+        c->deferred_ready = false;
+        c->deferred_body = json_decref_safe(c->deferred_body);
+        if (!r)
+                return;
+        r->conn = NULL;
+        /* The owner still holds r; the callback may complete (free) it. */
+        if (r->gone)
+                r->gone(r, r->gone_userdata);
+}
+
 void http_conn_reset_request(HttpConn *c) {
+        http_conn_detach_responder(c);
         c->method = NULL;
         c->path = mfree(c->path);
         c->query = mfree(c->query);
@@ -354,6 +385,33 @@ static int http_conn_fail(HttpConn *c, int status) {
         return http_conn_respond(c, status, NULL, /* close= */ true);
 }
 
+/* Loopback (127.0.0.0/8, ::1, IPv4-mapped 127/8) or AF_UNIX. */
+static bool http_peer_is_local(struct lws *wsi) {
+        union {
+                struct sockaddr sa;
+                struct sockaddr_in in;
+                struct sockaddr_in6 in6;
+                struct sockaddr_storage ss;
+        } sa = {};
+        socklen_t salen = sizeof(sa);
+        int fd = lws_get_socket_fd(wsi);
+
+        if (fd < 0 || getpeername(fd, &sa.sa, &salen) < 0)
+                return false;
+        switch (sa.sa.sa_family) {
+        case AF_UNIX:
+                return true;
+        case AF_INET:
+                return (ntohl(sa.in.sin_addr.s_addr) >> 24) == 127;
+        case AF_INET6:
+                if (IN6_IS_ADDR_LOOPBACK(&sa.in6.sin6_addr))
+                        return true;
+                return IN6_IS_ADDR_V4MAPPED(&sa.in6.sin6_addr) && sa.in6.sin6_addr.s6_addr[12] == 127;
+        default:
+                return false;
+        }
+}
+
 int http_conn_fill_request(HttpConn *c, HttpRequest *ret) {
         struct lws *wsi = c->wsi;
         char *uri = NULL;
@@ -373,6 +431,7 @@ int http_conn_fill_request(HttpConn *c, HttpRequest *ret) {
                 return r;
         c->authorization = http_hdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
         c->content_type = http_hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+        c->peer_local = http_peer_is_local(wsi);
 
         *ret = (HttpRequest) {
                 .method = c->method,
@@ -382,8 +441,41 @@ int http_conn_fill_request(HttpConn *c, HttpRequest *ret) {
                 .content_type = c->content_type,
                 .body = c->body,
                 .body_size = c->body_size,
+                .peer_local = c->peer_local,
+                .conn = c,
         };
         return 0;
+}
+
+/* While an answer is deferred lws 4.1.6 does not read the connection: a
+ * client that hangs up would leave the socket readable forever (a busy loop)
+ * and unnoticed. So reading stops (no POLLIN for lws) and sd-event watches a
+ * dup of the socket for EPOLLRDHUP: when the client goes, the responder is
+ * detached at once and lws told to drop the connection. The dup keeps the fd
+ * number from being reused under the watch. */
+static int http_conn_on_hup(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        HttpConn *c = userdata;
+
+        log_debug("HTTP client left before its deferred answer.");
+        http_conn_detach_responder(c);
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        uv_embed_kick(c->server->uv);
+        return 0;
+}
+
+static void http_conn_watch_hup(HttpConn *c) {
+        int fd = lws_get_socket_fd(c->wsi);
+
+        lws_rx_flow_control(c->wsi, 0);
+        if (fd < 0)
+                return;
+        c->hup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (c->hup_fd < 0) {
+                c->hup_fd = -EBADF;
+                return; /* then only the timeout ends a deserted request */
+        }
+        if (sd_event_add_io(c->server->event, &c->hup_watch, c->hup_fd, EPOLLRDHUP, http_conn_on_hup, c) < 0)
+                c->hup_fd = safe_close(c->hup_fd);
 }
 
 static int http_conn_dispatch(HttpConn *c) {
@@ -397,15 +489,124 @@ static int http_conn_dispatch(HttpConn *c) {
                 .content_type = c->content_type,
                 .body = c->body,
                 .body_size = c->body_size,
+                .peer_local = c->peer_local,
+                .conn = c,
         };
         int status;
 
+        c->in_handler = true;
         if (s->cb.handle_request)
                 status = s->cb.handle_request(&req, &body, s->userdata);
         else
                 status = 404;
+        c->in_handler = false;
+
+        if (status == HTTP_DEFERRED && (c->responder || c->deferred_ready)) {
+                json_decref(body);
+                if (c->deferred_ready) {
+                        /* Completed from within the handler already. */
+                        status = c->deferred_status;
+                        body = TAKE_PTR(c->deferred_body);
+                        c->deferred_ready = false;
+                        return http_conn_respond(c, status, body, false);
+                }
+                /* lws' own timers are for waiting on the peer; this one
+                 * bounds waiting on ourselves. */
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, (int) HTTP_DEFER_TIMEOUT_SEC);
+                http_conn_watch_hup(c);
+                return 0;
+        }
+        if (c->responder) {
+                log_debug("HTTP handler deferred the request but answered at once.");
+                http_conn_detach_responder(c);
+        }
+        if (status == HTTP_DEFERRED) {
+                log_debug("HTTP handler returned HTTP_DEFERRED without deferring, sending 500.");
+                json_decref(TAKE_PTR(body));
+                status = 500;
+        }
 
         return http_conn_respond(c, status, body, false);
+}
+
+HttpResponder *http_request_defer(const HttpRequest *req) {
+        HttpConn *c = req ? req->conn : NULL;
+        HttpResponder *r;
+
+        if (!c || !c->in_handler || c->responder || c->deferred_ready || c->ws)
+                return NULL;
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return NULL;
+        r->conn = c;
+        c->responder = r;
+        return r;
+}
+
+void http_responder_complete(HttpResponder *r, int status, json_t *body) {
+        HttpConn *c;
+
+        if (!r) {
+                json_decref(body);
+                return;
+        }
+        c = r->conn;
+        free(r);
+        if (!c) {
+                json_decref(body);
+                return;
+        }
+
+        c->responder = NULL;
+        c->deferred_status = status;
+        json_decref(c->deferred_body);
+        c->deferred_body = body;
+        c->deferred_ready = true;
+        if (c->in_handler)
+                return; /* http_conn_dispatch() sends it */
+
+        http_conn_stop_hup_watch(c);
+        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+        lws_rx_flow_control(c->wsi, 1);
+        lws_callback_on_writable(c->wsi);
+        /* Called from outside lws: let libuv pick up the new poll state. */
+        uv_embed_kick(c->server->uv);
+}
+
+bool http_responder_connected(const HttpResponder *r) {
+        return r && r->conn;
+}
+
+void http_responder_set_gone_callback(HttpResponder *r, HttpResponderGone cb, void *userdata) {
+        if (!r)
+                return;
+        r->gone = cb;
+        r->gone_userdata = userdata;
+}
+
+int http_request_get_header(const HttpRequest *req, const char *name, char **ret) {
+        _cleanup_free_ char *key = NULL, *v = NULL;
+        HttpConn *c = req ? req->conn : NULL;
+        int n, k;
+
+        if (!c || !c->wsi || !name || !ret)
+                return -EINVAL;
+        if (asprintf(&key, "%s:", name) < 0)
+                return -ENOMEM;
+        k = (int) strlen(key);
+        n = lws_hdr_custom_length(c->wsi, key, k);
+        if (n < 0)
+                return -ENOENT;
+        if ((size_t) n > HTTP_MAX_HEADER_SIZE)
+                return -E2BIG;
+        v = malloc((size_t) n + 1);
+        if (!v)
+                return -ENOMEM;
+        if (lws_hdr_custom_copy(c->wsi, v, n + 1, key, k) < 0)
+                return -ENOENT;
+        v[n] = 0;
+        *ret = TAKE_PTR(v);
+        return 0;
 }
 
 int http_conn_on_http(HttpConn *c) {
@@ -490,6 +691,12 @@ int http_conn_on_writeable(HttpConn *c) {
         size_t n;
         bool last;
 
+        if (c->deferred_ready) {
+                int status = c->deferred_status;
+
+                c->deferred_ready = false;
+                return http_conn_respond(c, status, TAKE_PTR(c->deferred_body), false);
+        }
         if (!c->resp_pending)
                 return 0;
 

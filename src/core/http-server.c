@@ -132,6 +132,7 @@ bool http_server_adopt(HttpServer *s, int fd) {
                 return false;
         }
         c->server = s;
+        c->hup_fd = -EBADF;
 
         s->adopting = c;
         s->adopting_destroyed = false;

@@ -39,6 +39,7 @@
  * (text/html) and a close. */
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
@@ -65,6 +66,8 @@ typedef struct HttpRequest {
         const char *content_type;  /* or NULL */
         const char *body;          /* request body (NUL-terminated copy), may be NULL */
         size_t body_size;
+        bool peer_local;           /* the client connected over loopback or AF_UNIX */
+        struct HttpConn *conn;     /* private to the server */
 } HttpRequest;
 
 /* About path and query: lws 4.1.6 hands out the request target already
@@ -87,6 +90,37 @@ typedef struct HttpRequest {
  * its answer are sent. A NULL handler answers 404 to everything.
  * Called from within the server: do not free the server from here. */
 typedef int (*HttpHandler)(const HttpRequest *req, json_t **ret_body, void *userdata);
+
+/* Answering later. A handler that cannot answer at once (it waits for the
+ * database, say) calls http_request_defer() and returns HTTP_DEFERRED; it
+ * answers through the HttpResponder, from any later callback of the event
+ * loop, with http_responder_complete(), exactly once. The strings of the
+ * HttpRequest are only valid during the handler call: copy what is needed.
+ * Meanwhile the connection stays open (no other request is read on it);
+ * should the client go away first, or no answer come within
+ * HTTP_DEFER_TIMEOUT_SEC, the connection is closed and the responder only
+ * detached: http_responder_complete() then just frees it (and the body).
+ * A gone callback, when set, is told at once (it may complete r there). */
+#define HTTP_DEFERRED 1
+#define HTTP_DEFER_TIMEOUT_SEC 120U
+
+typedef struct HttpResponder HttpResponder;
+typedef void (*HttpResponderGone)(HttpResponder *r, void *userdata);
+
+/* Only from within the HttpHandler, once per request; NULL when out of
+ * memory or the request cannot be deferred (then answer at once). */
+HttpResponder *http_request_defer(const HttpRequest *req);
+/* Sends status and body as a handler's return would (takes body, NULL
+ * allowed) and frees r. */
+void http_responder_complete(HttpResponder *r, int status, json_t *body);
+/* false once the client is gone. */
+bool http_responder_connected(const HttpResponder *r);
+void http_responder_set_gone_callback(HttpResponder *r, HttpResponderGone cb, void *userdata);
+
+/* A request header lws has no name for (X-Hub-Signature-256 & co), by its
+ * name in lower case. Only from within the handler (or ws_connected).
+ * -ENOENT when absent, -E2BIG when over HTTP_MAX_HEADER_SIZE. */
+int http_request_get_header(const HttpRequest *req, const char *name, char **ret);
 
 typedef struct HttpWsClient HttpWsClient;
 

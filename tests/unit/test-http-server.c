@@ -35,8 +35,67 @@ static unsigned n_checks, n_failed;
 
 /* Main-thread state, read by the client only through /test/stats. */
 static HttpServer *server;
+static sd_event *server_event;
 static unsigned ws_closed_count;
 static int flood_accepted = -1, flood_error;
+static unsigned defer_gone_count, defer_completed_count;
+
+/* ---- main thread: deferred answers ---- */
+
+typedef struct Deferred {
+        HttpResponder *responder;
+        sd_event_source *timer;
+        char *value;
+} Deferred;
+
+static Deferred *deferred_free(Deferred *d) {
+        if (!d)
+                return NULL;
+        sd_event_source_disable_unref(d->timer);
+        free(d->value);
+        free(d);
+        return NULL;
+}
+
+static int on_deferred_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        Deferred *d = userdata;
+        bool connected = http_responder_connected(d->responder);
+
+        http_responder_complete(d->responder, 202, json_pack("{s:b, s:s?}", "deferred", 1, "value", d->value));
+        if (connected)
+                defer_completed_count++;
+        deferred_free(d);
+        return 0;
+}
+
+static void on_deferred_gone(HttpResponder *r, void *userdata) {
+        Deferred *d = userdata;
+
+        defer_gone_count++;
+        http_responder_complete(r, 500, NULL); /* just frees r */
+        deferred_free(d);
+}
+
+/* Answers 202 after delay_ms, from a timer; with watch_gone, a client that
+ * leaves first is counted and the answer dropped. */
+static int handle_deferred(const HttpRequest *req, unsigned delay_ms, bool watch_gone) {
+        Deferred *d = calloc(1, sizeof(*d));
+
+        if (!d)
+                return 500;
+        (void) http_request_get_header(req, "x-test-value", &d->value);
+        d->responder = http_request_defer(req);
+        if (!d->responder || (http_request_defer(req) != NULL) ||
+            sd_event_add_time_relative(server_event, &d->timer, CLOCK_MONOTONIC, delay_ms * 1000ULL, 0,
+                                       on_deferred_timer, d) < 0) {
+                http_responder_complete(d->responder, 500, NULL);
+                deferred_free(d);
+                return 500;
+        }
+        if (watch_gone)
+                http_responder_set_gone_callback(d->responder, on_deferred_gone, d);
+        return HTTP_DEFERRED;
+}
 
 /* ---- main thread: the server side ---- */
 
@@ -76,13 +135,31 @@ static int handle_request(const HttpRequest *req, json_t **ret_body, void *userd
         if (streq(req->path, "/api/created"))
                 return 201; /* NULL body: {} */
 
+        if (streq(req->path, "/api/deferred"))
+                return handle_deferred(req, 50, false);
+        if (streq(req->path, "/api/deferred-slow"))
+                return handle_deferred(req, 1500, true);
+        if (streq(req->path, "/api/deferred-now")) {
+                /* Completed from within the handler: goes out at once. */
+                HttpResponder *r = http_request_defer(req);
+
+                if (!r)
+                        return 500;
+                http_responder_complete(r, 201, json_pack("{s:b}", "now", 1));
+                return HTTP_DEFERRED;
+        }
+        if (streq(req->path, "/api/deferred-bogus"))
+                return HTTP_DEFERRED; /* without deferring: 500 */
+
         if (streq(req->path, "/test/stats")) {
-                *ret_body = json_pack("{s:i, s:i, s:i, s:i, s:i}",
+                *ret_body = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}",
                                       "ws_clients", (int) http_server_n_ws_clients(server),
                                       "connections", (int) http_server_n_connections(server),
                                       "ws_closed", (int) ws_closed_count,
                                       "flood_accepted", flood_accepted,
-                                      "flood_error", flood_error);
+                                      "flood_error", flood_error,
+                                      "defer_gone", (int) defer_gone_count,
+                                      "defer_completed", (int) defer_completed_count);
                 return 200;
         }
 
@@ -845,6 +922,61 @@ static void test_websocket(void) {
         check(stats_wait("ws_clients", 0), "no WebSocket client left");
 }
 
+static void test_deferred(void) {
+        Response r, r2;
+        json_t *j;
+        int k, fd = -EBADF;
+
+        /* Answered 50 ms later from a timer; a custom header read by the
+         * handler, sent in mixed case, with a body. */
+        static const char req[] = "POST /api/deferred HTTP/1.1\r\nHost: t\r\nX-Test-Value: abc123\r\n"
+                                  "Content-Length: 4\r\n\r\nbody";
+        k = request(port, req, sizeof(req) - 1, &r, &fd);
+        j = response_json(&r);
+        check(k >= 0 && r.status == 202 && response_is_json(&r) && j &&
+              json_is_true(json_object_get(j, "deferred")) && json_str_eq(j, "value", "abc123"),
+              "deferred answer: 202 from a timer, custom header read after the body");
+        json_decref(j);
+        response_done(&r);
+
+        /* The connection is kept alive and serves the next request. */
+        static const char req2[] = "GET /api/deferred HTTP/1.1\r\nHost: t\r\n\r\n";
+        k = fd >= 0 ? send_all(fd, req2, sizeof(req2) - 1) : -EBADF;
+        if (k >= 0)
+                k = read_response(fd, &r2, false);
+        j = response_json(&r2);
+        check(k >= 0 && r2.status == 202 && j && json_str_eq(j, "value", NULL),
+              "a second deferred request on the same connection (no header: null)");
+        json_decref(j);
+        response_done(&r2);
+        if (fd >= 0)
+                close(fd);
+
+        k = request_str("HEAD /api/deferred HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r);
+        check(k >= 0 && r.status == 202 && r.body_size == 0, "deferred HEAD: headers only");
+        response_done(&r);
+
+        k = request_str("GET /api/deferred-now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r);
+        check(k >= 0 && r.status == 201 && response_is_json(&r) && strstr(r.body, "\"now\":true"),
+              "completed from within the handler: sent at once");
+        response_done(&r);
+
+        k = request_str("GET /api/deferred-bogus HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r);
+        check(k >= 0 && r.status == 500 && error_body_is(&r, "internal_server_error"),
+              "HTTP_DEFERRED without a responder: 500");
+        response_done(&r);
+
+        /* The client leaves before the answer: the gone callback runs and
+         * the connection is released. */
+        fd = connect_to(port);
+        k = fd >= 0 ? send_str(fd, "GET /api/deferred-slow HTTP/1.1\r\nHost: t\r\n\r\n") : -EBADF;
+        usleep(200 * 1000);
+        if (fd >= 0)
+                close(fd);
+        check(k >= 0 && stats_wait("defer_gone", 1) && stats_get("defer_completed") == 3,
+              "a client gone before the deferred answer: gone callback, nothing sent");
+}
+
 static void test_listen_fd(void) {
         Response r;
         int k;
@@ -870,6 +1002,7 @@ static void *client_main(void *arg) {
         test_limits();
         test_malformed();
         test_websocket();
+        test_deferred();
         test_listen_fd();
 
         /* The head timeout is 10 s. */
@@ -915,6 +1048,7 @@ int main(int argc, char *argv[]) {
 
         if (sd_event_new(&event) < 0)
                 return 1;
+        server_event = event;
 
         r = http_server_new(event, &cb, NULL, &server);
         if (r < 0) {

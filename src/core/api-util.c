@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Shared pieces of the HTTP API: error bodies, strict parsing of paths,
+ * query strings and JSON bodies (all of it untrusted input), and the JSON of
+ * deployment rows. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api-internal.h"
+#include "infraspec.h"
+#include "utf8.h"
+
+static json_t *error_body(const char *code, const char *format, va_list ap) _printf_(2, 0);
+static json_t *error_body(const char *code, const char *format, va_list ap) {
+        _cleanup_free_ char *msg = NULL;
+
+        if (vasprintf(&msg, format, ap) < 0)
+                msg = NULL;
+        return api_error(code, msg ?: "out of memory");
+}
+
+int api_fail(json_t **ret_body, int status, const char *code, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        *ret_body = error_body(code, format, ap);
+        va_end(ap);
+        return status;
+}
+
+void api_respond_error(HttpResponder *responder, int status, const char *code, const char *format, ...) {
+        json_t *body;
+        va_list ap;
+
+        va_start(ap, format);
+        body = error_body(code, format, ap);
+        va_end(ap);
+        http_responder_complete(responder, status, body);
+}
+
+int api_status_from_errno(int r, const char **ret_code) {
+        static const struct {
+                int error;
+                int status;
+                const char *code;
+        } table[] = {
+                { EINVAL, 400, "invalid_argument" },
+                { ENOENT, 404, "not_found" },
+                { EBUSY, 409, "busy" },
+                { EALREADY, 409, "already_finished" },
+                { ENOTCONN, 503, "unavailable" },
+                { ENOBUFS, 503, "unavailable" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (-r == table[i].error) {
+                        *ret_code = table[i].code;
+                        return table[i].status;
+                }
+        *ret_code = "internal_error";
+        return 500;
+}
+
+int api_fail_errno(json_t **ret_body, int r, const char *message) {
+        const char *code;
+        int status = api_status_from_errno(r, &code);
+
+        /* Internal errors are logged, not explained to the client. */
+        if (status == 500)
+                message = "internal error";
+        return api_fail(ret_body, status, code, "%s", message ?: strerror(-r));
+}
+
+/* --- parsing --- */
+
+bool api_utf8_is_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s, *end = p + n;
+
+        while (p < end) {
+                unsigned char c = *p;
+                size_t len;
+                uint32_t cp;
+
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        len = 2, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        len = 3, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        len = 4, cp = c & 0x07;
+                else
+                        return false;
+                if ((size_t) (end - p) < len)
+                        return false;
+                for (size_t i = 1; i < len; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i] & 0x3f);
+                }
+                /* overlong, surrogates, beyond U+10FFFF */
+                if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                p += len;
+        }
+        return true;
+}
+
+static int unhex(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+int api_percent_decode(const char *s, size_t n, char **ret) {
+        _cleanup_free_ char *out = malloc(n + 1);
+        size_t k = 0;
+
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] == '%') {
+                        int hi, lo;
+
+                        if (i + 2 >= n || (hi = unhex(s[i + 1])) < 0 || (lo = unhex(s[i + 2])) < 0)
+                                return -EINVAL;
+                        out[k++] = (char) (hi * 16 + lo);
+                        i += 2;
+                } else
+                        out[k++] = s[i];
+        }
+        out[k] = 0;
+        if (memchr(out, 0, k) || !api_utf8_is_valid(out, k))
+                return -EINVAL;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+void api_query_done(ApiQuery *q) {
+        for (size_t i = 0; i < q->n; i++) {
+                free(q->keys[i]);
+                free(q->values[i]);
+        }
+        free(q->keys);
+        free(q->values);
+        *q = (ApiQuery) {};
+}
+
+static bool strv_contains(const char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+int api_query_parse(const HttpRequest *req, const char *const *allowed, ApiQuery *ret, json_t **ret_body) {
+        _cleanup_(api_query_done) ApiQuery q = {};
+        const char *p = req->query;
+
+        *ret = (ApiQuery) {};
+        while (p && *p) {
+                size_t len = strcspn(p, "&");
+                const char *eq = memchr(p, '=', len);
+                _cleanup_free_ char *key = NULL, *value = NULL;
+                char **k, **v;
+                int r;
+
+                if (len == 0) {
+                        p++;
+                        continue;
+                }
+                if (q.n >= 32)
+                        return api_fail(ret_body, 400, "invalid_query", "too many query parameters");
+                r = api_percent_decode(p, eq ? (size_t) (eq - p) : len, &key);
+                if (r == -ENOMEM)
+                        return r;
+                if (r >= 0)
+                        r = api_percent_decode(eq ? eq + 1 : p + len, eq ? len - (size_t) (eq - p) - 1 : 0, &value);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return api_fail(ret_body, 400, "invalid_query",
+                                        "query string is not valid percent-encoded UTF-8");
+                if (!strv_contains(allowed, key))
+                        return api_fail(ret_body, 400, "invalid_query", "unknown query parameter \"%.64s\"", key);
+                if (api_query_get(&q, key))
+                        return api_fail(ret_body, 400, "invalid_query", "query parameter \"%s\" given twice", key);
+
+                k = reallocarray(q.keys, q.n + 1, sizeof(char *));
+                if (!k)
+                        return -ENOMEM;
+                q.keys = k;
+                v = reallocarray(q.values, q.n + 1, sizeof(char *));
+                if (!v)
+                        return -ENOMEM;
+                q.values = v;
+                q.keys[q.n] = TAKE_PTR(key);
+                q.values[q.n] = TAKE_PTR(value);
+                q.n++;
+
+                p += len;
+        }
+        *ret = q;
+        q = (ApiQuery) {};
+        return 0;
+}
+
+const char *api_query_get(const ApiQuery *q, const char *key) {
+        for (size_t i = 0; i < q->n; i++)
+                if (streq(q->keys[i], key))
+                        return q->values[i];
+        return NULL;
+}
+
+int api_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (!s || !*s || strlen(s) > 19)
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                v = v * 10 + (uint64_t) (*p - '0');
+        }
+        if (v < min || v > max)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+int api_parse_id(const char *s, int64_t *ret) {
+        uint64_t v;
+        int r = api_parse_uint(s, 1, INT64_MAX, &v);
+
+        if (r < 0)
+                return r;
+        *ret = (int64_t) v;
+        return 0;
+}
+
+static bool content_type_is_json(const char *ct) {
+        size_t n;
+
+        if (!ct)
+                return false;
+        while (*ct == ' ')
+                ct++;
+        n = strcspn(ct, "; ");
+        return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
+}
+
+int api_parse_body_object(const HttpRequest *req, const char *const *allowed, json_t **ret,
+                          json_t **ret_body) {
+        json_error_t err;
+        json_t *j;
+        const char *key;
+        json_t *value;
+
+        *ret = NULL;
+        if (!req->body || req->body_size == 0)
+                return 0;
+        if (!content_type_is_json(req->content_type))
+                return api_fail(ret_body, 415, "unsupported_media_type",
+                                "the request body must be JSON (Content-Type: application/json)");
+        if (!api_utf8_is_valid(req->body, req->body_size))
+                return api_fail(ret_body, 400, "invalid_json", "the request body is not valid UTF-8");
+
+        j = json_loadb(req->body, req->body_size, JSON_REJECT_DUPLICATES, &err);
+        if (!j)
+                return api_fail(ret_body, 400, "invalid_json", "the request body is not valid JSON: %s", err.text);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return api_fail(ret_body, 400, "invalid_json", "the request body must be a JSON object");
+        }
+        json_object_foreach(j, key, value)
+                if (!strv_contains(allowed, key)) {
+                        int status = api_fail(ret_body, 400, "invalid_argument", "unknown field \"%.64s\"", key);
+                        json_decref(j);
+                        return status;
+                }
+        *ret = j;
+        return 0;
+}
+
+/* --- JSON --- */
+
+json_t *api_json_string(const char *s) {
+        _cleanup_free_ char *copy = NULL;
+
+        if (!s)
+                return json_null();
+        if (api_utf8_is_valid(s, strlen(s)))
+                return json_string(s);
+        copy = strdup(s);
+        if (!copy)
+                return NULL;
+        utf8_sanitize(copy);
+        return json_string(copy);
+}
+
+json_t *api_json_time(uint64_t usec) {
+        char buf[64];
+        struct tm tm;
+        time_t t;
+
+        if (usec == 0)
+                return json_null();
+        t = (time_t) (usec / 1000000);
+        if (!gmtime_r(&t, &tm))
+                return json_null();
+        snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned) (usec % 1000000 / 1000));
+        return json_string(buf);
+}
+
+static json_t *column_string(const PGresult *res, int row, int col) {
+        return PQgetisnull(res, row, col) ? json_null() : api_json_string(PQgetvalue(res, row, col));
+}
+
+static json_t *column_time(const PGresult *res, int row, int col) {
+        if (PQgetisnull(res, row, col))
+                return json_null();
+        return api_json_time(strtoull(PQgetvalue(res, row, col), NULL, 10));
+}
+
+static json_t *column_int(const PGresult *res, int row, int col) {
+        if (PQgetisnull(res, row, col))
+                return json_null();
+        return json_integer((json_int_t) strtoll(PQgetvalue(res, row, col), NULL, 10));
+}
+
+json_t *api_deployment_from_row(const PGresult *res, int row, int col) {
+        if (PQgetisnull(res, row, col))
+                return NULL;
+        return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                         "id", column_int(res, row, col),
+                         "app", column_string(res, row, col + 1),
+                         "ref", column_string(res, row, col + 2),
+                         "commitSha", column_string(res, row, col + 3),
+                         "imageTag", column_string(res, row, col + 4),
+                         "status", column_string(res, row, col + 5),
+                         "step", column_string(res, row, col + 6),
+                         "error", column_string(res, row, col + 7),
+                         "queuedAt", column_time(res, row, col + 8),
+                         "startedAt", column_time(res, row, col + 9),
+                         "finishedAt", column_time(res, row, col + 10),
+                         "source", column_string(res, row, col + 11),
+                         "requestedBy", column_string(res, row, col + 12),
+                         "rollbackOf", column_int(res, row, col + 13));
+}
+
+bool api_app_exists(Manager *m, const char *app) {
+        _cleanup_free_ char *path = NULL;
+
+        if (!app_id_is_valid(app))
+                return false;
+        if (asprintf(&path, "%s/%s/" INFRASPEC_FILE_NAME, m->config.apps_dir, app) < 0)
+                return false;
+        return faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}

@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* POST /api/webhooks/push: git push webhooks of GitHub and Gitea.
+ *
+ * Not behind the API token: each push must be signed instead, HMAC-SHA256
+ * over the raw body with the repo.webhookSecret of an app:
+ *   GitHub  X-Hub-Signature-256: sha256=<hex>   X-GitHub-Event: push
+ *   Gitea   X-Gitea-Signature: <hex>            X-Gitea-Event: push
+ * (Gitea also sends the GitHub headers; X-Gitea-Signature wins.) The
+ * signature is checked against the secret of every app that has one, each in
+ * constant time; a push no secret verifies is refused with 401 and changes
+ * nothing. Of the apps whose secret verified it, those with repo.autoDeploy,
+ * deploy: true, a repo.url equal (normalized) to the payload's
+ * repository.clone_url, ssh_url or html_url, and ref == refs/heads/<branch>
+ * get a deploy of the pushed commit ("after"), requested by "webhook github"
+ * or "webhook gitea".
+ *
+ *   401  no signature, a malformed one, or no app's secret verifies it
+ *   400  signed, but not a JSON object / fields of the wrong type
+ *   415  signed, but not Content-Type: application/json
+ *   200  {"pong": true} for a signed ping
+ *   202  {"deployed": [{"app", "deploymentId"}], "errors": [{"app", "error"}]}
+ *        (also for other events, tags and branch deletions: nothing deployed) */
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api-internal.h"
+#include "apps.h"
+#include "log.h"
+#include "scheduler.h"
+
+#define SIGNATURE_SIZE 32U
+
+typedef enum WebhookProvider {
+        WEBHOOK_GITHUB,
+        WEBHOOK_GITEA,
+} WebhookProvider;
+
+static int unhex(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+static int parse_signature(const char *hex, uint8_t ret[SIGNATURE_SIZE]) {
+        if (!hex || strlen(hex) != SIGNATURE_SIZE * 2)
+                return -EINVAL;
+        for (size_t i = 0; i < SIGNATURE_SIZE; i++) {
+                int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
+
+                if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                ret[i] = (uint8_t) (hi * 16 + lo);
+        }
+        return 0;
+}
+
+static bool signature_verifies(const char *secret, const void *body, size_t size,
+                               const uint8_t want[SIGNATURE_SIZE]) {
+        uint8_t mac[EVP_MAX_MD_SIZE];
+        unsigned mac_len = 0;
+        bool ok;
+
+        if (!HMAC(EVP_sha256(), secret, (int) strlen(secret), body, size, mac, &mac_len) ||
+            mac_len != SIGNATURE_SIZE)
+                return false;
+        ok = CRYPTO_memcmp(mac, want, SIGNATURE_SIZE) == 0;
+        OPENSSL_cleanse(mac, sizeof(mac));
+        return ok;
+}
+
+/* A repository URL reduced to host[:port]/path in lower case, without
+ * scheme, user, default port, trailing "/" or ".git": https://, ssh://,
+ * git://, scp-style user@host:path and file:// URLs of one repository then
+ * compare equal. */
+static char *url_normalize(const char *url) {
+        _cleanup_free_ char *s = NULL;
+        const char *p, *scheme_end;
+        char *out, *slash, *at;
+        size_t n;
+
+        if (!url || !*url || strlen(url) > 4096)
+                return NULL;
+        s = strdup(url);
+        if (!s)
+                return NULL;
+        for (char *c = s; *c; c++)
+                *c = (char) tolower((unsigned char) *c);
+
+        p = s;
+        scheme_end = strstr(s, "://");
+        if (scheme_end)
+                p = scheme_end + 3;
+        else if (s[0] != '/') {
+                /* scp-style [user@]host:path */
+                char *colon = strchr(s, ':');
+                slash = strchr(s, '/');
+                if (colon && (!slash || colon < slash))
+                        *colon = '/';
+        }
+
+        out = strdup(p);
+        if (!out)
+                return NULL;
+
+        /* user[:password]@ before the first '/' */
+        slash = strchr(out, '/');
+        at = strchr(out, '@');
+        if (at && (!slash || at < slash))
+                memmove(out, at + 1, strlen(at + 1) + 1);
+
+        /* default ports */
+        slash = strchr(out, '/');
+        n = slash ? (size_t) (slash - out) : strlen(out);
+        for (const char *const *port = (const char *const[]) { ":443", ":80", ":22", NULL }; *port; port++) {
+                size_t pl = strlen(*port);
+                if (n > pl && memcmp(out + n - pl, *port, pl) == 0) {
+                        memmove(out + n - pl, out + n, strlen(out + n) + 1);
+                        break;
+                }
+        }
+
+        n = strlen(out);
+        while (n > 0 && out[n - 1] == '/')
+                out[--n] = 0;
+        if (n > 4 && streq(out + n - 4, ".git"))
+                out[n -= 4] = 0;
+        while (n > 0 && out[n - 1] == '/')
+                out[--n] = 0;
+        return out;
+}
+
+static bool url_matches(const char *spec_url, json_t *repository) {
+        _cleanup_free_ char *want = url_normalize(spec_url);
+        static const char *const keys[] = { "clone_url", "ssh_url", "html_url", "git_url", "url" };
+
+        if (!want || !*want)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const char *v = json_string_value(json_object_get(repository, keys[i]));
+                _cleanup_free_ char *got = v ? url_normalize(v) : NULL;
+
+                if (got && streq(got, want))
+                        return true;
+        }
+        return false;
+}
+
+static bool sha_is_valid(const char *s) {
+        size_t n = s ? strlen(s) : 0;
+
+        return (n == 40 || n == 64) && strspn(s, "0123456789abcdef") == n && strspn(s, "0") != n;
+}
+
+typedef struct WebhookCall {
+        HttpResponder *responder;
+        json_t *deployed, *errors;
+        unsigned pending;
+        bool submitting;         /* still queuing: do not answer yet */
+} WebhookCall;
+
+static void webhook_call_maybe_answer(WebhookCall *c) {
+        json_t *body;
+
+        if (c->pending > 0 || c->submitting)
+                return;
+        body = json_pack("{s:O, s:O}", "deployed", c->deployed, "errors", c->errors);
+        http_responder_complete(c->responder, body ? 202 : 500, body);
+        json_decref(c->deployed);
+        json_decref(c->errors);
+        free(c);
+}
+
+static void add_error(WebhookCall *c, const char *app, const char *error) {
+        (void) json_array_append_new(c->errors, json_pack("{s:s, s:o}", "app", app, "error",
+                                                          api_json_string(error ?: "failed")));
+}
+
+static void on_webhook_queued(Deployment *d, int r, const char *error, void *userdata) {
+        WebhookCall *c = userdata;
+
+        if (r < 0)
+                add_error(c, d ? d->app : "?", error);
+        else
+                (void) json_array_append_new(c->deployed, json_pack("{s:s, s:I, s:s}", "app", d->app,
+                                                                    "deploymentId", (json_int_t) d->id,
+                                                                    "commitSha", d->ref));
+        c->pending--;
+        webhook_call_maybe_answer(c);
+}
+
+static int header(const HttpRequest *req, const char *name, char **ret) {
+        int r = http_request_get_header(req, name, ret);
+
+        if (r == -ENOENT || r == -E2BIG) {
+                *ret = NULL;
+                return 0;
+        }
+        return r;
+}
+
+int api_route_webhook_push(ApiContext *ctx) {
+        _cleanup_free_ char *gitea_sig = NULL, *github_sig = NULL, *gitea_event = NULL, *github_event = NULL;
+        _cleanup_(app_list_freep) AppList *apps = NULL;
+        _cleanup_free_ bool *verified = NULL;
+        _cleanup_(json_decrefp) json_t *payload = NULL;
+        const HttpRequest *req = ctx->req;
+        Manager *m = ctx->manager;
+        WebhookProvider provider;
+        uint8_t sig[SIGNATURE_SIZE];
+        const char *sig_hex, *event, *ref, *after, *requested_by;
+        json_t *repository;
+        json_error_t err;
+        size_t n_verified = 0;
+        WebhookCall *c;
+        int r;
+
+        if ((r = header(req, "x-gitea-signature", &gitea_sig)) < 0 ||
+            (r = header(req, "x-hub-signature-256", &github_sig)) < 0 ||
+            (r = header(req, "x-gitea-event", &gitea_event)) < 0 ||
+            (r = header(req, "x-github-event", &github_event)) < 0)
+                return r;
+
+        if (gitea_sig) {
+                provider = WEBHOOK_GITEA;
+                sig_hex = gitea_sig;
+                event = gitea_event ?: github_event;
+        } else if (github_sig) {
+                provider = WEBHOOK_GITHUB;
+                if (strncmp(github_sig, "sha256=", 7) != 0)
+                        return api_fail(ctx->ret_body, 401, "unauthorized",
+                                        "X-Hub-Signature-256 must be sha256=<hex HMAC-SHA256 of the body>");
+                sig_hex = github_sig + 7;
+                event = github_event;
+        } else
+                return api_fail(ctx->ret_body, 401, "unauthorized",
+                                "unsigned webhook: X-Hub-Signature-256 (GitHub) or X-Gitea-Signature (Gitea) "
+                                "is required");
+        if (parse_signature(sig_hex, sig) < 0)
+                return api_fail(ctx->ret_body, 401, "unauthorized", "malformed webhook signature");
+
+        /* Whose secret signed it? Every app with a secret is tried, each
+         * in constant time. */
+        r = apps_discover(m->config.apps_dir, &apps);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return api_fail(ctx->ret_body, 503, "unavailable", "the apps directory cannot be read");
+        verified = calloc(apps->n ?: 1, sizeof(bool));
+        if (!verified)
+                return -ENOMEM;
+        for (size_t i = 0; i < apps->n; i++) {
+                const Infraspec *s = apps->entries[i].spec;
+
+                if (s && s->repo.webhook_secret &&
+                    signature_verifies(s->repo.webhook_secret, req->body ?: "", req->body_size, sig)) {
+                        verified[i] = true;
+                        n_verified++;
+                }
+        }
+        if (n_verified == 0) {
+                log_info("Refused a %s webhook whose signature no app's secret verifies.",
+                         provider == WEBHOOK_GITEA ? "Gitea" : "GitHub");
+                return api_fail(ctx->ret_body, 401, "unauthorized", "invalid webhook signature");
+        }
+
+        if (event && streq(event, "ping")) {
+                *ctx->ret_body = json_pack("{s:b}", "pong", 1);
+                return 200;
+        }
+        if (!event || !streq(event, "push")) {
+                *ctx->ret_body = json_pack("{s:[], s:[], s:s}", "deployed", "errors", "ignored",
+                                           "not a push event");
+                return 202;
+        }
+
+        if (!req->content_type || strncasecmp(req->content_type, "application/json", 16) != 0)
+                return api_fail(ctx->ret_body, 415, "unsupported_media_type",
+                                "the webhook must send application/json");
+        if (!req->body || !api_utf8_is_valid(req->body, req->body_size))
+                return api_fail(ctx->ret_body, 400, "invalid_json", "the payload is not valid UTF-8 JSON");
+        payload = json_loadb(req->body, req->body_size, 0, &err);
+        if (!json_is_object(payload))
+                return api_fail(ctx->ret_body, 400, "invalid_json", "the payload is not a JSON object");
+        ref = json_string_value(json_object_get(payload, "ref"));
+        after = json_string_value(json_object_get(payload, "after"));
+        repository = json_object_get(payload, "repository");
+        if (!ref || !after || !json_is_object(repository))
+                return api_fail(ctx->ret_body, 400, "invalid_argument",
+                                "a push payload needs ref, after (strings) and repository (an object)");
+        if (strncmp(ref, "refs/heads/", 11) != 0 || !sha_is_valid(after) ||
+            json_is_true(json_object_get(payload, "deleted"))) {
+                *ctx->ret_body = json_pack("{s:[], s:[], s:s}", "deployed", "errors", "ignored",
+                                           "not a push of a branch commit");
+                return 202;
+        }
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->deployed = json_array();
+        c->errors = json_array();
+        c->responder = http_request_defer(req);
+        if (!c->deployed || !c->errors || !c->responder) {
+                bool deferred = c->responder;
+
+                http_responder_complete(c->responder, 500, NULL);
+                json_decref(c->deployed);
+                json_decref(c->errors);
+                free(c);
+                return deferred ? HTTP_DEFERRED : -ENOMEM;
+        }
+
+        requested_by = provider == WEBHOOK_GITEA ? "webhook gitea" : "webhook github";
+        c->submitting = true;
+        for (size_t i = 0; i < apps->n; i++) {
+                const AppEntry *e = apps->entries + i;
+                const Infraspec *s = e->spec;
+                _cleanup_free_ char *why = NULL;
+
+                if (!verified[i] || !e->deployable || !s->repo.auto_deploy || !s->repo.url)
+                        continue;
+                if (!streq(ref + 11, s->repo.branch ?: "main") || !url_matches(s->repo.url, repository))
+                        continue;
+
+                log_info("Push of %s to %s (%s): deploying %s.", after, ref, requested_by, e->id);
+                c->pending++;
+                r = scheduler_submit(m, e->id, after, requested_by, on_webhook_queued, c, &why);
+                if (r < 0) {
+                        c->pending--;
+                        add_error(c, e->id, why ?: strerror(-r));
+                }
+        }
+        c->submitting = false;
+        webhook_call_maybe_answer(c);
+        return HTTP_DEFERRED;
+}

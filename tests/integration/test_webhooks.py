@@ -1,0 +1,195 @@
+"""Push webhooks (GitHub and Gitea) against a real nornd and pipeline: a
+push signed with the app's repo.webhookSecret deploys exactly the pushed
+commit; unsigned, badly signed or tampered pushes are refused with 401 and
+create no deployment row; signed pushes that match no app are accepted
+without deploying anything."""
+import hashlib
+import hmac
+import json
+import os
+import unittest
+
+from fixtures import example_app_files
+from nornlib import http_request, main, raw_request, status_of, wait_until
+from pipeline_env import PipelineEnv, psql
+
+TOKEN = "api-token-" + os.urandom(12).hex()
+SECRET = "hook-secret-" + os.urandom(8).hex()
+OTHER_SECRET = "other-secret-" + os.urandom(8).hex()
+PATH = "/api/webhooks/push"
+
+
+def sign(secret, body):
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def rows():
+    return int(psql("SELECT count(*) FROM deployments"))
+
+
+class WebhookTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = env = PipelineEnv(nornd_env={"NORN_API_TOKEN": TOKEN}).__enter__()
+        cls.port = env.nornd.port
+        spec = example_app_files(env.repo.file_url)["infraspec.yaml"]
+        env.add_app("hello", {"infraspec.yaml": spec.replace(
+            "  autoDeploy: false", f"  autoDeploy: true\n  webhookSecret: {SECRET}")})
+        # Same repository, its own secret, no autoDeploy: verified, never deployed.
+        other = example_app_files(env.repo.file_url, app="other")["infraspec.yaml"]
+        env.add_app("other", {"infraspec.yaml": other.replace(
+            "  autoDeploy: false", f"  autoDeploy: false\n  webhookSecret: {OTHER_SECRET}")})
+
+    @classmethod
+    def tearDownClass(cls):
+        log = cls.env.nornd.log()
+        cls.env.__exit__(None, None, None)
+        for secret in (TOKEN, SECRET, OTHER_SECRET):
+            assert secret not in log, "a secret appeared in nornd's log"
+
+    def tearDown(self):
+        self.env.nornd.alive()
+
+    def payload(self, after, ref="refs/heads/main", clone_url=None, **extra):
+        p = {"ref": ref, "before": "0" * 40, "after": after,
+             "repository": {"full_name": "norn/hello", "clone_url": clone_url or self.env.repo.file_url,
+                            "ssh_url": "git@git.invalid:norn/hello.git",
+                            "html_url": "https://git.invalid/norn/hello"},
+             "pusher": {"name": "tester"}}
+        p.update(extra)
+        return json.dumps(p).encode()
+
+    def github(self, body, secret=SECRET, event="push", signature=None, headers=None):
+        h = {"Content-Type": "application/json", "X-GitHub-Event": event,
+             "X-Hub-Signature-256": signature if signature is not None else "sha256=" + sign(secret, body)}
+        h.update(headers or {})
+        return http_request(self.port, "POST", PATH, body=body, headers=h)[:2]
+
+    def gitea(self, body, secret=SECRET, event="push", signature=None):
+        h = {"Content-Type": "application/json", "X-Gitea-Event": event,
+             "X-Gitea-Signature": signature if signature is not None else sign(secret, body)}
+        return http_request(self.port, "POST", PATH, body=body, headers=h)[:2]
+
+    def deployment(self, deploy_id):
+        status, d = http_request(self.port, "GET", f"/api/deployments/{deploy_id}",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})[:2]
+        self.assertEqual(status, 200, d)
+        return d
+
+    def wait_final(self, deploy_id):
+        return wait_until(lambda: (lambda d: d if d["status"] in ("deployed", "failed") else None)(
+            self.deployment(deploy_id)), timeout=240, interval=0.3, what="the webhook's deployment to end")
+
+    def assertRefused(self, result, status=401):
+        got, body = result
+        self.assertEqual(got, status, body)
+        self.assertIsInstance(body.get("error"), str, body)
+        self.assertIsInstance(body.get("code"), str, body)
+
+    def test_1_unsigned_and_badly_signed(self):
+        before = rows()
+        body = self.payload(self.env.repo.head_sha())
+        # No signature at all, with or without the bearer token.
+        for headers in ({}, {"Authorization": f"Bearer {TOKEN}"}):
+            h = dict({"Content-Type": "application/json", "X-GitHub-Event": "push"}, **headers)
+            self.assertRefused(http_request(self.port, "POST", PATH, body=body, headers=h)[:2])
+        bad = [
+            "sha256=" + "0" * 64,
+            "sha256=" + sign(SECRET, body)[:-1],
+            "sha256=" + sign(SECRET, body) + "00",
+            "sha256=" + sign(SECRET, body).replace("a", "z"),
+            "sha1=" + hashlib.sha1(body).hexdigest(),
+            sign(SECRET, body),                       # without "sha256="
+            "sha256=" + sign("wrong-secret", body),
+            "sha256=" + sign(SECRET, body + b" "),    # signs other bytes
+            "sha256=" + sign("", body),
+            "",
+        ]
+        for signature in bad:
+            self.assertRefused(self.github(body, signature=signature), 401)
+        for signature in ("0" * 64, sign("wrong-secret", body), "sha256=" + sign(SECRET, body), "zz" * 32, ""):
+            self.assertRefused(self.gitea(body, signature=signature), 401)
+        # A tampered payload under the signature of the original.
+        tampered = self.payload(self.env.repo.shas[0])
+        self.assertRefused(self.github(tampered, signature="sha256=" + sign(SECRET, body)), 401)
+        # Hostile bodies without a valid signature are refused before parsing.
+        for junk in (b"{", b"\xff\xfe", b"", b"[]"):
+            self.assertRefused(self.github(junk, signature="sha256=" + "1" * 64), 401)
+        # Too large: refused by the server before reading.
+        raw = raw_request(self.port, b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n" + b"x" * 2000000)
+        self.assertEqual(status_of(raw), 413)
+        self.assertEqual(rows(), before)
+
+    def test_2_signed_but_nothing_to_deploy(self):
+        before = rows()
+        head = self.env.repo.head_sha()
+        cases = [
+            self.payload(head, ref="refs/heads/other-branch"),
+            self.payload(head, ref="refs/tags/v1"),
+            self.payload(head, clone_url="file:///somewhere/else.git"),
+            self.payload("0" * 40, deleted=True),
+        ]
+        for body in cases:
+            status, answer = self.github(body)
+            self.assertEqual((status, answer["deployed"]), (202, []), answer)
+        # Signed by the app without autoDeploy: verified, nothing deployed.
+        status, answer = self.github(self.payload(head), secret=OTHER_SECRET)
+        self.assertEqual((status, answer["deployed"]), (202, []), answer)
+        status, answer = self.gitea(self.payload(head), secret=OTHER_SECRET)
+        self.assertEqual((status, answer["deployed"]), (202, []), answer)
+        # Other events: a signed ping is answered, nothing deployed.
+        status, answer = self.github(b'{"zen": "hi"}', event="ping")
+        self.assertEqual((status, answer), (200, {"pong": True}))
+        status, answer = self.github(self.payload(head), event="issues")
+        self.assertEqual((status, answer["deployed"]), (202, []))
+        # Signed but malformed.
+        for body, want in ((b"{", 400), (b"[]", 400), (b'{"ref": 1, "after": 2, "repository": 3}', 400),
+                           (b'{"ref": "refs/heads/main"}', 400), (b"\xff\xfe{}", 400),
+                           (json.dumps({"ref": "refs/heads/main", "after": "1; DROP TABLE deployments",
+                                        "repository": {"clone_url": self.env.repo.file_url}}).encode(), 202)):
+            status, answer = self.github(body)
+            self.assertEqual(status, want, (body[:40], answer))
+        status, answer = self.github(self.payload(head), headers={"Content-Type": "text/plain"})
+        self.assertEqual(status, 415, answer)
+        self.assertEqual(http_request(self.port, "GET", PATH)[0], 405)
+        self.assertEqual(rows(), before)
+        # The API shows that a secret is set, never the secret.
+        status, app = http_request(self.port, "GET", "/api/apps/hello",
+                                   headers={"Authorization": f"Bearer {TOKEN}"})[:2]
+        self.assertEqual((status, app["spec"]["repo"]["autoDeploy"]), (200, True), app)
+        self.assertNotIn(SECRET, json.dumps(app))
+
+    def test_3_github_push_deploys_the_pushed_commit(self):
+        env = self.env
+        sha = env.repo.commit({"CHANGES": "pushed through a GitHub webhook\n"}, "Webhook change")
+        before = rows()
+        # Any spelling of the repository URL: another scheme case, no .git.
+        url = env.repo.file_url.replace("file://", "FILE://")[:-len(".git")] + "/"
+        # A wrong bearer token does not matter: webhooks are signed instead.
+        status, answer = self.github(self.payload(sha, clone_url=url),
+                                     headers={"Authorization": "Bearer wrong"})
+        self.assertEqual(status, 202, answer)
+        self.assertEqual([(d["app"], d["commitSha"]) for d in answer["deployed"]], [("hello", sha)], answer)
+        self.assertEqual(answer["errors"], [])
+        self.assertEqual(rows(), before + 1)
+        d = self.wait_final(answer["deployed"][0]["deploymentId"])
+        self.assertEqual((d["status"], d["commitSha"], d["requestedBy"]), ("deployed", sha, "webhook github"), d)
+        self.assertEqual(env.kube.image("hello"), d["imageTag"])
+
+    def test_4_gitea_push_deploys_the_pushed_commit(self):
+        env = self.env
+        # Not the branch tip: exactly the commit of the payload is deployed.
+        sha = env.repo.shas[1]
+        self.assertNotEqual(sha, env.repo.head_sha())
+        before = rows()
+        status, answer = self.gitea(self.payload(sha))
+        self.assertEqual(status, 202, answer)
+        self.assertEqual([d["app"] for d in answer["deployed"]], ["hello"], answer)
+        self.assertEqual(rows(), before + 1)
+        d = self.wait_final(answer["deployed"][0]["deploymentId"])
+        self.assertEqual((d["status"], d["commitSha"], d["requestedBy"]), ("deployed", sha, "webhook gitea"), d)
+
+
+if __name__ == "__main__":
+    main()
