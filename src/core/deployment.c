@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cron-timer.h"
 #include "deployment.h"
 #include "infraspec.h"
 #include "kube.h"
@@ -43,6 +44,7 @@ Deployment *deployment_free(Deployment *d) {
         step_run_free(d->run);
         step_run_free(d->finished_run);
         kube_request_cancel(d->kube);
+        cron_op_cancel(d->cron_op);
         sd_event_source_unref(d->defer);
         sd_bus_message_unref(d->pending_reply);
         infraspec_free(d->spec);

@@ -15,6 +15,7 @@ typedef struct Manager Manager;
 typedef struct Infraspec Infraspec;
 typedef struct StepRun StepRun;
 typedef struct KubeRequest KubeRequest;
+typedef struct CronOp CronOp;
 
 typedef struct DeploymentStep {
         StepStatus status;
@@ -60,6 +61,7 @@ typedef struct Deployment {
         StepRun *run;
         StepRun *finished_run;   /* freed outside its own callback */
         KubeRequest *kube;
+        CronOp *cron_op;         /* deploy step of a cron app: its timer being set up */
         sd_event_source *defer;
         char *askpass_dir;       /* GIT_ASKPASS helper, removed after clone */
         bool cancel_requested;

@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "config-build.h"
+#include "cron-timer.h"
 #include "health.h"
 #include "kube.h"
 #include "recovery.h"
@@ -18,6 +19,26 @@
 #define SYSTEMD_CHECK_INTERVAL_USEC (10ULL * 1000000ULL)
 
 static void manager_check_systemd(Manager *m);
+
+static void on_cron_restored(int r, const char *error, void *userdata) {
+        if (r < 0)
+                log_warning("Cannot restore every cron timer: %s", strna(error));
+        else
+                log_debug("Cron timers match their records.");
+}
+
+/* Transient units do not survive a reboot, nor a restart of the systemd
+ * manager: re-create the cron timers from their records whenever both the
+ * database and the manager are (back) up. */
+static void manager_restore_cron(Manager *m) {
+        int r;
+
+        if (!m->cron || !m->systemd_up || !db_is_up(m->db))
+                return;
+        r = cron_timers_restore(m->cron, on_cron_restored, m);
+        if (r < 0)
+                log_warning_errno(r, "Cannot restore the cron timers: %m");
+}
 
 static int on_systemd_version(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
@@ -42,10 +63,11 @@ static int on_systemd_version(sd_bus_message *reply, void *userdata, sd_bus_erro
         }
 
         if (was_up != m->systemd_up) {
-                if (m->systemd_up)
+                if (m->systemd_up) {
                         log_info("systemd %s manager reachable (version %s).",
                                  m->config.user_mode ? "user" : "system", strna(m->systemd_version));
-                else
+                        manager_restore_cron(m);
+                } else
                         log_warning("systemd %s manager unreachable: %s",
                                     m->config.user_mode ? "user" : "system", strna(m->systemd_error));
         }
@@ -86,6 +108,7 @@ static void on_db_state(Db *db, bool up, void *userdata) {
         if (up) {
                 log_info("Database connected, schema is current.");
                 recovery_on_database_up(m);
+                manager_restore_cron(m);
         } else
                 log_warning("Database unavailable: %s", strna(db_last_error(db)));
         manager_update_status(m);
@@ -216,6 +239,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up database client: %m");
         db_set_state_callback(m->db, on_db_state, m);
+        r = cron_timers_new(m->bus, m->db, m->config.slice, &m->cron);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up cron timers: %m");
         r = db_start(m->db);
         if (r < 0)
                 return log_error_errno(r, "Failed to start database client: %m");
@@ -289,6 +315,7 @@ Manager *manager_free(Manager *m) {
          * their StepRun here, their rows are repaired then. */
         m->shutting_down = true;
         http_server_free(m->http);
+        cron_timers_free(m->cron);
         db_free(m->db);
         free_deployments(m->deployments);
         free_deployments(m->recent);

@@ -12,6 +12,7 @@
 #include "http-server.h"
 
 typedef struct KubeClient KubeClient;
+typedef struct CronTimers CronTimers;
 
 typedef struct WsSubscriber {
         HttpWsClient *client;
@@ -45,6 +46,7 @@ typedef struct Manager {
         bool shutting_down;
 
         KubeClient *kube;        /* made on first use from the kubeconfig */
+        CronTimers *cron;        /* systemd timers of cron apps, recorded in db */
         EventLog events;
         WsSubscriber *ws_subscribers;
 } Manager;

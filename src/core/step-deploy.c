@@ -12,6 +12,7 @@
 #include "manager.h"
 #include "pipeline.h"
 #include "rollout.h"
+#include "step-deploy-cron.h"
 #include "step-driver.h"
 #include "string-util.h"
 #include "utf8.h"
@@ -41,7 +42,9 @@
  * in d->defer: deployment_free() releases both, and the request in flight is
  * d->kube. pipeline_cancel() only calls step_deploy_cancel() while a request
  * is in flight, so a cancel that arrives while the timer is armed is noticed
- * when it fires (within POLL_USEC). */
+ * when it fires (within POLL_USEC).
+ *
+ * Cron apps deploy to a systemd timer instead: step-deploy-cron.c. */
 
 typedef enum DeployStage {
         DEPLOY_GET = 1,         /* read the Deployment: container, image, resourceVersion */
@@ -489,7 +492,7 @@ int step_deploy_next(Deployment *d, const StepRunResult *prev) {
                 return prev->exit_code == 0 ? 0 : -EIO;
 
         if (d->spec->role == APP_ROLE_CRON)
-                return deployment_fail(d, "cron apps deploy to systemd timers, which this nornd does not do yet");
+                return step_deploy_cron_start(d);
 
         if (rollout_timeout_usec(&timeout) < 0)
                 return deployment_fail(d, "NORN_ROLLOUT_TIMEOUT must be a number of seconds from 1 to %u",
@@ -552,9 +555,15 @@ static void on_cancel_revert(KubeClient *kc, const KubeResult *result, void *use
 
 void step_deploy_cancel(Deployment *d) {
         StepRunResult r = { .exit_code = -1, .cancelled = true };
-        DeployRun *c = deploy_run_get(d);
+        DeployRun *c;
         int k;
 
+        /* A cron app: d->defer holds no DeployRun, but the step's deadline. */
+        if (d->spec && d->spec->role == APP_ROLE_CRON) {
+                step_deploy_cron_cancel(d);
+                return;
+        }
+        c = deploy_run_get(d);
         d->kube = kube_request_cancel(d->kube);
 
         if (c && c->previous_image && d->image_tag && !streq(c->previous_image, d->image_tag) &&
