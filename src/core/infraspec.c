@@ -8,8 +8,10 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "cron.h"
 #include "infraspec-internal.h"
 #include "log.h"
+#include "strv.h"
 
 /* infraspec.yaml into an Infraspec: infraspec-yaml.c turns the file into a
  * bounded tree; here the tree is walked with one table of fields per
@@ -390,12 +392,6 @@ static void mapping_parse(SpecParser *p, const SpecNode *map, const char *path, 
 
 /* ---- The spec ---------------------------------------------------------- */
 
-static void strv_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
-}
-
 static void free_erased(char *s) {
         if (s)
                 explicit_bzero(s, strlen(s));
@@ -468,6 +464,16 @@ static Infraspec *infraspec_new(void) {
         return TAKE_PTR(s);
 }
 
+/* A schedule of the right shape may still be one a systemd timer cannot
+ * express ("0 0 30 2 *", "5#3"): say so now rather than after a build. */
+static void check_schedule_expressible(SpecParser *p, const SpecNode *node, const char *schedule) {
+        _cleanup_strv_free_ char **calendar = NULL;
+        _cleanup_free_ char *why = NULL;
+
+        if (cron_to_oncalendar(schedule, &calendar, &why) == -EINVAL)
+                ispec_diag(p, true, node->line, node->column, "schedule: %s", strna(why));
+}
+
 /* Rules across fields, once every field has been read. */
 static void spec_check(SpecParser *p, const SpecNode *root, Infraspec *s, const char *expected_app) {
         const SpecNode *app = ispec_mapping_get(root, "app"), *role = ispec_mapping_get(root, "role");
@@ -485,6 +491,8 @@ static void spec_check(SpecParser *p, const SpecNode *root, Infraspec *s, const 
                                    "schedule: required for role cron (a cron expression like \"*/5 * * * *\")");
                 if (!s->command && ispec_node_is_null(ispec_mapping_get(root, "command")))
                         ispec_diag(p, true, role->line, role->column, "command: required for role cron");
+                if (s->schedule)
+                        check_schedule_expressible(p, ispec_mapping_get(root, "schedule"), s->schedule);
         }
 
         if (s->migrations.command && !s->migrations.database && !s->services.postgres.database) {

@@ -37,7 +37,8 @@ int deployment_image_name(Deployment *d, char **ret);
 /* Removes the clone's GIT_ASKPASS directory if it still exists. */
 void step_clone_abort(Deployment *d);
 
-/* Stops the deploy step's Kubernetes request; the step ends cancelled. */
+/* Stops the deploy step (its Kubernetes request, or a cron app's timer
+ * operation); the step ends cancelled. */
 void step_deploy_cancel(Deployment *d);
 
 /* The migrate step of a rollback with --restore-db. */

@@ -337,6 +337,10 @@ static void test_roles(void) {
         }
         expect_error("bad cron expression", "app: web\nrole: cron\nschedule: '* * *'\ncommand: x\n",
                      ":3:11: error: schedule: expected a cron expression");
+        expect_error("cron schedule a timer cannot run", "app: web\nrole: cron\nschedule: '0 0 30 2 *'\ncommand: x\n",
+                     "would never run");
+        expect_error("cron schedule with nth weekday", "app: web\nrole: cron\nschedule: '0 12 * * 5#3'\ncommand: x\n",
+                     ":3:11: error: schedule: ");
         expect_error("postgres without database", "app: web\nrole: worker\nservices:\n  postgres:\n    migrations: db\n",
                      ":5:5: error: services.postgres: missing required key \"database\"");
         expect_error("repo without url", "app: web\nrole: worker\nrepo:\n  branch: main\n",
