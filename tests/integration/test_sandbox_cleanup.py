@@ -7,6 +7,8 @@
   left (found by its PID namespace, its temp dir in cmdline/environ, and its
   cgroup), and the next run works and sweeps the dead run's dir and cgroups;
 - SIGTERM: an orderly stop (COMMAND gets SIGTERM, then the services stop);
+  at any moment of start-up it is never lost: the run ends promptly (143 before
+  COMMAND runs) and leaves nothing;
 - two sandboxes at once do not collide;
 - exit status is COMMAND's, nothing is printed on success, a service that
   fails to start gives exit 125 and a one-line message with its log.
@@ -30,6 +32,16 @@ def read(path, binary=False):
             return f.read()
     except OSError:
         return b"" if binary else ""
+
+
+def readline_unbuffered(f):
+    line = b""
+    while not line.endswith(b"\n"):
+        c = os.read(f.fileno(), 1)
+        if not c:
+            break
+        line += c
+    return line.decode(errors="replace")
 
 
 def proc_state(pid):
@@ -165,17 +177,96 @@ class CleanupTest(unittest.TestCase):
         self.assertEqual(sandbox_cgroups(sdir), [], "cgroups of the killed run were not swept")
 
     def test_sigterm_is_an_orderly_stop(self):
-        proc, info = self.started(["sh", "-c", "trap 'echo got TERM; exit 3' TERM; sleep 600 & wait"])
+        # COMMAND says when its handler is in place: a SIGTERM before that kills
+        # it (143, rightly), which is not what this test is about
+        armed = os.path.join(self.tmp, "armed")
+        proc, info = self.started(["sh", "-c", "trap 'echo got TERM; exit 3' TERM; : >\"$0\"; "
+                                   "sleep 600 & wait", armed])
         sdir = info["NORN_SANDBOX_DIR"]
+        deadline = time.monotonic() + 10
+        while not os.path.exists(armed):
+            self.assertIsNone(proc.poll(), "COMMAND ended before it was armed")
+            self.assertLess(time.monotonic(), deadline, "COMMAND did not start")
+            time.sleep(0.01)
         t0 = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 3, out + err)
         self.assertEqual(out.strip(), "got TERM")
+        self.assertEqual(err, "")
         self.assertLess(time.monotonic() - t0, 20)
         self.assertEqual(wait_gone(info, timeout=2.0), {})
         self.assertFalse(os.path.exists(sdir))
         self.assertEqual(sandbox_cgroups(sdir), [])
+
+    # stderr lines (NORN_SANDBOX_VERBOSE=1) at which a SIGTERM is sent; None: at once
+    START_UP_MOMENTS = (None, "sandbox dir", "namespaces and mounts ready", "journald up",
+                        "initdb done", "postgres up", "systemd --user up", "ready, running")
+
+    def test_sigterm_at_every_moment_of_start_up(self):
+        """A SIGTERM is never lost: not before the traps are set, not while PID 1
+        of the namespace has no handler yet (the kernel drops it then), not while
+        COMMAND is on its way into its scope. The run ends promptly with 143 and
+        stops everything; from the ready file on, the status is COMMAND's."""
+        base = tempfile.mkdtemp(prefix="nsb-", dir="/tmp")  # short: socket paths
+        self.addCleanup(subprocess.run, ["rm", "-rf", "--", base])
+        os.chmod(base, 0o755)  # postgres walks into it
+        for moment in self.START_UP_MOMENTS:
+            with self.subTest(moment=moment):
+                self.sigterm_at(moment, base)
+
+    def sigterm_at(self, moment, base):
+        ready = os.path.join(self.tmp, "ready-moment")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        proc = start(["sh", "-c", "trap 'echo got TERM; exit 3' TERM; sleep 600 & wait"],
+                     env=self.env(NORN_SANDBOX_VERBOSE="1", NORN_SANDBOX_BASE=base,
+                                  NORN_SANDBOX_READY_FILE=ready))
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        seen, sdir = [], ""
+        if moment is not None:
+            # byte by byte: a buffered read-ahead would hide lines from communicate()
+            for line in iter(lambda: readline_unbuffered(proc.stderr), ""):
+                seen.append(line)
+                if "sandbox dir " in line:
+                    sdir = line.split("sandbox dir ", 1)[1].strip()
+                if moment in line:
+                    break
+            else:
+                self.fail(f"no '{moment}' line:\n{''.join(seen)}")
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            self.fail(f"SIGTERM at '{moment}' was lost: still running after 30 s\n{''.join(seen)}{err}")
+        err = "".join(seen) + err
+        self.assertLess(time.monotonic() - t0, 20, err)
+        if moment is None:
+            # may come before the shell has read its trap: killed, nothing made yet
+            self.assertIn(proc.returncode, (143, -signal.SIGTERM), err)
+            self.assertEqual(out, "")
+        elif "ready, running" in err:
+            # it came once COMMAND was started: COMMAND's to handle (143 when it
+            # had no handler in place yet)
+            self.assertIn((proc.returncode, out), ((143, ""), (3, "got TERM\n")), err)
+            self.assertNotIn("terminated during start-up", err)
+        else:
+            self.assertEqual((proc.returncode, out), (143, ""), err)
+            self.assertIn("terminated during start-up", err)
+            self.assertFalse(os.path.exists(ready), "a stopped start-up wrote the ready file")
+        if moment in self.START_UP_MOMENTS[1:5]:
+            # hundreds of ms of start-up follow these: the stop must be the start-up's
+            self.assertNotIn("ready, running", err)
+        info = {"NORN_SANDBOX_DIR": sdir or base}
+        if os.path.exists(ready):
+            info = dict(line.partition("=")[::2] for line in read(ready).splitlines())
+        self.assertEqual(wait_gone(info, timeout=2.0), {}, err)
+        self.assertEqual(os.listdir(base), [], "the stopped run left its dir")
+        if sdir:
+            self.assertEqual(sandbox_cgroups(sdir), [], err)
 
     def test_two_at_once(self):
         script = ('set -e; psql -X -q -c "CREATE TABLE t (v text)" "$NORN_DATABASE_URL"; '
