@@ -15,7 +15,8 @@ typedef struct Manager Manager;
  * with the app's repo.webhookSecret instead). Everything else needs
  * "Authorization: Bearer <token>" when a token is configured (401 when
  * missing or wrong), and a client on this host when none is (403). The
- * routes are listed in api.c. */
+ * routes are listed in api.c; /ws (the same token, also as a first
+ * message) is described in api-ws.c. */
 int api_handle_request(const HttpRequest *req, json_t **ret_body, void *userdata);
 int api_ws_connected(HttpWsClient *c, const HttpRequest *upgrade_req, void *userdata);
 void api_ws_message(HttpWsClient *c, const char *text, size_t size, void *userdata);

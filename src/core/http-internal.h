@@ -99,6 +99,12 @@ struct HttpWsClient {
         bool closing;
         bool close_sent;
         int close_status;
+        char close_reason[HTTP_WS_CLOSE_REASON_MAX];
+        size_t close_reason_size;
+
+        /* Set by http_ws_client_refuse() from within ws_connected. */
+        int refusal_status;
+        char *refusal_body;
 };
 
 /* http-server.c */

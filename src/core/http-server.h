@@ -52,6 +52,7 @@
 #define HTTP_WS_QUEUE_MAX_BYTES   (1024U * 1024U)
 #define HTTP_WS_QUEUE_MAX_FRAMES  1024U
 #define HTTP_WS_MAX_MESSAGE_SIZE  (64U * 1024U)
+#define HTTP_WS_CLOSE_REASON_MAX  123U /* RFC 6455: control frames carry 125 bytes */
 /* Across all connections / all clients: */
 #define HTTP_MAX_TOTAL_BODY_SIZE       (64U * 1024U * 1024U) /* then 503 */
 #define HTTP_WS_QUEUE_TOTAL_MAX_BYTES  (64U * 1024U * 1024U) /* then -ENOBUFS */
@@ -128,7 +129,8 @@ typedef struct HttpServerCallbacks {
         HttpHandler handle_request;
         /* A client asks to upgrade /ws, before the 101 is sent (body and
          * body_size of upgrade_req are empty): return < 0 to refuse it
-         * (-EACCES is answered 401, any other error 403). May already send. */
+         * (-EACCES is answered 401, -EINVAL 400, any other error 403, unless
+         * http_ws_client_refuse() said otherwise). May already send. */
         int (*ws_connected)(HttpWsClient *c, const HttpRequest *upgrade_req, void *userdata);
         /* One complete text message, NUL-terminated (binary messages close
          * the connection with 1003, messages over HTTP_WS_MAX_MESSAGE_SIZE
@@ -161,6 +163,16 @@ int http_ws_client_send(HttpWsClient *c, const char *text, size_t size);
 /* Drop what is still queued and close with status 1000 (after at most 5 s
  * for a client that does not read); ws_closed follows. */
 void http_ws_client_close(HttpWsClient *c);
+/* The same with a close status (1000..4999) and a reason (cut to
+ * HTTP_WS_CLOSE_REASON_MAX bytes), e.g. 1008 for a policy violation. */
+void http_ws_client_close_with(HttpWsClient *c, int status, const char *reason);
+bool http_ws_client_is_closing(HttpWsClient *c);
+/* The client's queue (or all queues together) is past half its bound: time
+ * to shed what can be shed before http_ws_client_send() says -ENOBUFS. */
+bool http_ws_client_congested(HttpWsClient *c);
+/* From within ws_connected, before returning < 0: answer the upgrade with
+ * this status (400..599) and JSON body (taken; NULL: the default body). */
+void http_ws_client_refuse(HttpWsClient *c, int status, json_t *body);
 void *http_ws_client_get_userdata(HttpWsClient *c);
 void http_ws_client_set_userdata(HttpWsClient *c, void *u);
 

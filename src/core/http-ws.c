@@ -35,6 +35,7 @@ static HttpWsClient *http_ws_client_free(HttpWsClient *c) {
                 return NULL;
         http_ws_client_drop_queue(c);
         free(c->rx);
+        free(c->refusal_body);
         free(c);
         return NULL;
 }
@@ -70,10 +71,13 @@ int http_ws_on_confirm_upgrade(HttpConn *conn, const char *protocol) {
         if (s->cb.ws_connected) {
                 r = s->cb.ws_connected(c, &req, s->userdata);
                 if (r < 0) {
-                        log_debug_errno(r, "WebSocket client refused: %m");
+                        _cleanup_free_ char *body = TAKE_PTR(c->refusal_body);
+                        int status = c->refusal_status ?: r == -EACCES ? 401 : r == -EINVAL ? 400 : 403;
+
+                        log_debug_errno(r, "WebSocket client refused with %i: %m", status);
                         http_ws_client_free(c);
                         http_conn_reset_request(conn);
-                        return http_write_response_now(conn->wsi, r == -EACCES ? 401 : 403, NULL) < 0 ? -1 : 1;
+                        return http_write_response_now(conn->wsi, status, body) < 0 ? -1 : 1;
                 }
         }
 
@@ -124,7 +128,10 @@ int http_ws_on_receive(HttpConn *conn, const void *data, size_t size) {
                 c->rx_binary = lws_frame_is_binary(conn->wsi);
         }
 
-        if (size > HTTP_WS_MAX_MESSAGE_SIZE - c->rx_size) {
+        /* Also what the frame header announces: a huge frame is refused on
+         * its first bytes, not after 64 KiB of it. */
+        if (size > HTTP_WS_MAX_MESSAGE_SIZE - c->rx_size ||
+            lws_remaining_packet_payload(conn->wsi) > HTTP_WS_MAX_MESSAGE_SIZE - c->rx_size - size) {
                 lws_close_reason(conn->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
                 return -1;
         }
@@ -163,13 +170,15 @@ int http_ws_on_writeable(HttpConn *conn) {
                 return -1;
 
         if (c->closing) {
-                uint8_t frame[LWS_PRE + 2];
+                uint8_t frame[LWS_PRE + 2 + HTTP_WS_CLOSE_REASON_MAX];
+                size_t n = 2 + c->close_reason_size;
 
                 if (c->close_sent)
                         return 0;
                 frame[LWS_PRE] = (uint8_t) (c->close_status >> 8);
                 frame[LWS_PRE + 1] = (uint8_t) c->close_status;
-                if (lws_write(conn->wsi, frame + LWS_PRE, 2, HTTP_WS_WRITE_CLOSE) < 2)
+                memcpy(frame + LWS_PRE + 2, c->close_reason, c->close_reason_size);
+                if (lws_write(conn->wsi, frame + LWS_PRE, n, HTTP_WS_WRITE_CLOSE) < (int) n)
                         return -1;
                 c->close_sent = true;
                 lws_set_timeout(conn->wsi, PENDING_TIMEOUT_CLOSE_ACK, 5);
@@ -255,11 +264,26 @@ int http_ws_client_send(HttpWsClient *c, const char *text, size_t size) {
 }
 
 void http_ws_client_close(HttpWsClient *c) {
+        http_ws_client_close_with(c, LWS_CLOSE_STATUS_NORMAL, NULL);
+}
+
+void http_ws_client_close_with(HttpWsClient *c, int status, const char *reason) {
+        size_t n = reason ? strlen(reason) : 0;
+
         if (!c || c->closing || !c->conn)
                 return;
 
         c->closing = true;
-        c->close_status = LWS_CLOSE_STATUS_NORMAL;
+        c->close_status = status >= 1000 && status <= 4999 ? status : LWS_CLOSE_STATUS_NORMAL;
+        /* Cut at a UTF-8 character boundary: the reason must stay valid. */
+        if (n > HTTP_WS_CLOSE_REASON_MAX) {
+                n = HTTP_WS_CLOSE_REASON_MAX;
+                while (n > 0 && ((uint8_t) reason[n] & 0xc0) == 0x80)
+                        n--;
+        }
+        if (n > 0)
+                memcpy(c->close_reason, reason, n);
+        c->close_reason_size = n;
         http_ws_client_drop_queue(c);
 
         if (c->established)
@@ -277,4 +301,28 @@ void http_ws_client_set_userdata(HttpWsClient *c, void *u) {
 
 unsigned http_server_n_ws_clients(HttpServer *s) {
         return s ? s->n_ws_clients : 0;
+}
+
+bool http_ws_client_is_closing(HttpWsClient *c) {
+        return !c || c->closing || !c->conn;
+}
+
+bool http_ws_client_congested(HttpWsClient *c) {
+        if (!c)
+                return true;
+        return c->queue_bytes > HTTP_WS_QUEUE_MAX_BYTES / 2 ||
+               c->queue_len > HTTP_WS_QUEUE_MAX_FRAMES * 3 / 4 ||
+               c->server->ws_queued_bytes > HTTP_WS_QUEUE_TOTAL_MAX_BYTES / 2;
+}
+
+void http_ws_client_refuse(HttpWsClient *c, int status, json_t *body) {
+        if (!c) {
+                json_decref(body);
+                return;
+        }
+        c->refusal_status = status >= 400 && status <= 599 ? status : 403;
+        c->refusal_body = mfree(c->refusal_body);
+        if (body)
+                c->refusal_body = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
 }

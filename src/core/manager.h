@@ -14,10 +14,7 @@
 typedef struct KubeClient KubeClient;
 typedef struct CronTimers CronTimers;
 
-typedef struct WsSubscriber {
-        HttpWsClient *client;
-        struct WsSubscriber *next;
-} WsSubscriber;
+typedef struct WsSubscriber WsSubscriber; /* api-ws-internal.h */
 
 /* The daemon's state: one per nornd process, owned by main(). */
 typedef struct Manager {
@@ -48,7 +45,7 @@ typedef struct Manager {
         KubeClient *kube;        /* made on first use from the kubeconfig */
         CronTimers *cron;        /* systemd timers of cron apps, recorded in db */
         EventLog events;
-        WsSubscriber *ws_subscribers;
+        WsSubscriber *ws_subscribers; /* authenticated /ws clients */
 } Manager;
 
 int manager_new(NornConfig *config, Manager **ret);
