@@ -49,12 +49,14 @@ static void on_last_deployments(Db *db, const PGresult *res, const char *error, 
         if (!ok)
                 log_debug("Cannot read the last deployments: %s", strna(error));
         for (int i = 0; ok && i < PQntuples(res); i++) {
-                const char *app = PQgetvalue(res, i, 1);
+                DeploymentRow row;
                 size_t k;
                 json_t *a;
 
+                if (!deployment_row_read(res, i, 0, &row) || !row.app)
+                        continue;
                 json_array_foreach(c->apps, k, a)
-                        if (streq(json_string_value(json_object_get(a, "id")) ?: "", app)) {
+                        if (streq(json_string_value(json_object_get(a, "id")) ?: "", row.app)) {
                                 json_t *d = api_deployment_from_row(res, i, 0);
                                 if (d)
                                         json_object_set_new(a, "lastDeployment", d);
@@ -78,10 +80,9 @@ static json_t *app_json(Manager *m, const AppEntry *e) {
  * its last deployment. */
 static int apps_answer(ApiContext *ctx, const AppList *list, const char *single) {
         Manager *m = ctx->manager;
-        _cleanup_free_ char *ids = NULL;
-        size_t ids_size = 0;
+        _cleanup_free_ char **ids = NULL;
+        size_t n_ids = 0;
         AppsCall *c;
-        FILE *f;
         int r;
 
         c = calloc(1, sizeof(*c));
@@ -94,30 +95,21 @@ static int apps_answer(ApiContext *ctx, const AppList *list, const char *single)
                 return -ENOMEM;
         }
 
-        /* The ids, as a PostgreSQL array literal: valid ids need no quoting. */
-        f = open_memstream(&ids, &ids_size);
-        if (!f) {
+        ids = calloc(list->n + 1, sizeof(char *));
+        if (!ids) {
                 apps_call_free(c);
                 return -ENOMEM;
         }
-        fputc('{', f);
         for (size_t i = 0; i < list->n; i++) {
                 const AppEntry *e = list->entries + i;
 
                 if (single && !streq(e->id, single))
                         continue;
                 if (json_array_append_new(c->apps, app_json(m, e)) < 0) {
-                        fclose(f);
                         apps_call_free(c);
                         return -ENOMEM;
                 }
-                if (app_id_is_valid(e->id))
-                        fprintf(f, "%s%s", ftell(f) > 1 ? "," : "", e->id);
-        }
-        fputc('}', f);
-        if (fclose(f) != 0) {
-                apps_call_free(c);
-                return -ENOMEM;
+                ids[n_ids++] = e->id;
         }
         if (single && json_array_size(c->apps) == 0) {
                 apps_call_free(c);
@@ -132,11 +124,7 @@ static int apps_answer(ApiContext *ctx, const AppList *list, const char *single)
         if (!m->db || !db_is_up(m->db))
                 return apps_call_answer(c, false);
 
-        const char *params[] = { ids };
-        r = db_query(m->db,
-                     "SELECT DISTINCT ON (d.app) " API_DEPLOYMENT_COLUMNS " FROM deployments d "
-                     "WHERE d.app = ANY($1::text[]) ORDER BY d.app, d.id DESC",
-                     1, params, on_last_deployments, c);
+        r = deploy_query_last(m->db, ids, n_ids, on_last_deployments, c);
         if (r < 0)
                 return apps_call_answer(c, false);
         return HTTP_DEFERRED;

@@ -14,9 +14,9 @@
 #include "pipeline.h"
 #include "scheduler.h"
 
-#define LIST_LIMIT_DEFAULT 50U
-#define LIST_LIMIT_MAX 500U
-#define LIST_OFFSET_MAX 1000000000U
+#define LIST_LIMIT_DEFAULT DEPLOY_QUERY_LIMIT_DEFAULT
+#define LIST_LIMIT_MAX DEPLOY_QUERY_LIMIT_MAX
+#define LIST_OFFSET_MAX DEPLOY_QUERY_OFFSET_MAX
 
 static bool db_available(Manager *m) {
         return m->db && db_is_up(m->db);
@@ -46,9 +46,9 @@ static void on_list(Db *db, const PGresult *res, const char *error, void *userda
                 json_t *d;
 
                 total = (json_int_t) strtoll(PQgetvalue(res, i, 0), NULL, 10);
-                if (PQgetisnull(res, i, 1))
+                if (PQgetisnull(res, i, DEPLOY_QUERY_LIST_COL))
                         continue; /* no rows in this page */
-                d = api_deployment_from_row(res, i, 1);
+                d = api_deployment_from_row(res, i, DEPLOY_QUERY_LIST_COL);
                 if (!d || json_array_append_new(list, d) < 0)
                         json_decref(TAKE_PTR(list));
         }
@@ -65,7 +65,6 @@ int api_route_deployments_list(ApiContext *ctx) {
         Manager *m = ctx->manager;
         const char *app, *status, *v;
         uint64_t limit = LIST_LIMIT_DEFAULT, offset = 0;
-        char limit_s[32], offset_s[32];
         ListCall *c;
         int r;
 
@@ -105,18 +104,7 @@ int api_route_deployments_list(ApiContext *ctx) {
                 return -ENOMEM;
         }
 
-        snprintf(limit_s, sizeof(limit_s), "%" PRIu64, limit);
-        snprintf(offset_s, sizeof(offset_s), "%" PRIu64, offset);
-        const char *params[] = { app, status, limit_s, offset_s };
-        /* One row at least: the total even when the page is empty. */
-        r = db_query(m->db,
-                     "WITH f AS (SELECT * FROM deployments WHERE ($1::text IS NULL OR app = $1) "
-                     "                                     AND ($2::text IS NULL OR status = $2)), "
-                     "     t AS (SELECT count(*) AS n FROM f) "
-                     "SELECT t.n, " API_DEPLOYMENT_COLUMNS " FROM t "
-                     "LEFT JOIN LATERAL (SELECT * FROM f ORDER BY id DESC LIMIT $3::bigint OFFSET $4::bigint) d "
-                     "ON true ORDER BY d.id DESC",
-                     4, params, on_list, c);
+        r = deploy_query_list(m->db, app, status, limit, offset, on_list, c);
         if (r < 0) {
                 api_respond_error(c->responder, 503, "unavailable", "the database is unavailable");
                 free(c);
@@ -126,25 +114,16 @@ int api_route_deployments_list(ApiContext *ctx) {
 
 /* --- one --- */
 
-static json_t *step_from_row(const PGresult *res, int row, int col) {
-        json_t *j;
-
-#define STR(c) (PQgetisnull(res, row, (c)) ? json_null() : api_json_string(PQgetvalue(res, row, (c))))
-#define TIME(c) (PQgetisnull(res, row, (c)) ? json_null() : api_json_time(strtoull(PQgetvalue(res, row, (c)), NULL, 10)))
-#define INT(c) (PQgetisnull(res, row, (c)) ? json_null() : json_integer((json_int_t) strtoll(PQgetvalue(res, row, (c)), NULL, 10)))
-        j = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                      "step", STR(col),
-                      "status", STR(col + 1),
-                      "startedAt", TIME(col + 2),
-                      "finishedAt", TIME(col + 3),
-                      "durationMs", INT(col + 4),
-                      "exitCode", INT(col + 5),
-                      "unit", STR(col + 6),
-                      "outputTail", STR(col + 7));
-#undef STR
-#undef TIME
-#undef INT
-        return j;
+static json_t *step_json(const StepRow *s) {
+        return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                         "step", api_json_string(s->name),
+                         "status", api_json_string(s->status),
+                         "startedAt", api_json_time(s->started_usec),
+                         "finishedAt", api_json_time(s->finished_usec),
+                         "durationMs", s->has_duration ? json_integer((json_int_t) s->duration_ms) : json_null(),
+                         "exitCode", s->has_exit_code ? json_integer(s->exit_code) : json_null(),
+                         "unit", api_json_string(s->unit),
+                         "outputTail", api_json_string(s->output_tail));
 }
 
 static void on_deployment(Db *db, const PGresult *res, const char *error, void *userdata) {
@@ -164,9 +143,11 @@ static void on_deployment(Db *db, const PGresult *res, const char *error, void *
         d = api_deployment_from_row(res, 0, 0);
         steps = json_array();
         for (int i = 0; d && steps && i < PQntuples(res); i++) {
-                if (PQgetisnull(res, i, API_DEPLOYMENT_N_COLUMNS))
+                StepRow s;
+
+                if (!deploy_query_step_read(res, i, &s))
                         continue;
-                if (json_array_append_new(steps, step_from_row(res, i, API_DEPLOYMENT_N_COLUMNS)) < 0)
+                if (json_array_append_new(steps, step_json(&s)) < 0)
                         json_decref(TAKE_PTR(steps));
         }
         if (!d || !steps || json_object_set_new(d, "steps", steps) < 0) {
@@ -189,7 +170,6 @@ int api_route_deployment_get(ApiContext *ctx) {
         Manager *m = ctx->manager;
         HttpResponder *responder;
         int64_t id;
-        char id_s[32];
         int r;
 
         r = path_deployment_id(ctx, &id);
@@ -204,16 +184,7 @@ int api_route_deployment_get(ApiContext *ctx) {
         responder = http_request_defer(ctx->req);
         if (!responder)
                 return -ENOMEM;
-        snprintf(id_s, sizeof(id_s), "%" PRIi64, id);
-        const char *params[] = { id_s };
-        r = db_query(m->db,
-                     "SELECT " API_DEPLOYMENT_COLUMNS ", s.name, s.status, "
-                     "       (extract(epoch FROM s.started_at) * 1000000)::bigint, "
-                     "       (extract(epoch FROM s.finished_at) * 1000000)::bigint, "
-                     "       s.duration_ms, s.exit_code, s.scope_unit, s.output_tail "
-                     "FROM deployments d LEFT JOIN deployment_steps s ON s.deployment_id = d.id "
-                     "WHERE d.id = $1::bigint ORDER BY s.position",
-                     1, params, on_deployment, responder);
+        r = deploy_query_one(m->db, id, on_deployment, responder);
         if (r < 0)
                 api_respond_error(responder, 503, "unavailable", "the database is unavailable");
         return HTTP_DEFERRED;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "deploy-query.h"
 #include "manager.h"
 
 #define API_PATH_ARGS_MAX 2U
@@ -78,18 +79,9 @@ json_t *api_json_string(const char *s);
 /* "2024-01-02T03:04:05.678Z", or null for 0. */
 json_t *api_json_time(uint64_t usec);
 
-/* The columns of a deployment row, in the order api_deployment_from_row()
- * reads them; the table must be aliased "d". */
-#define API_DEPLOYMENT_COLUMNS                                                          \
-        "d.id, d.app, d.ref, d.commit_sha, d.image_tag, d.status, d.step, d.error, "   \
-        "(extract(epoch FROM d.queued_at) * 1000000)::bigint, "                         \
-        "(extract(epoch FROM d.started_at) * 1000000)::bigint, "                        \
-        "(extract(epoch FROM d.finished_at) * 1000000)::bigint, "                       \
-        "d.source, d.requested_by, d.rollback_of"
-#define API_DEPLOYMENT_N_COLUMNS 14
-
-/* The deployment of row `row` whose columns start at `col`, shaped like
- * deployment_to_json() (without steps). NULL when the id is NULL or OOM. */
+/* The deployment of row `row` whose columns start at `col` (a query of
+ * deploy-query.h), shaped like deployment_to_json() (without steps). NULL
+ * when there is none there, or OOM. */
 json_t *api_deployment_from_row(const PGresult *res, int row, int col);
 
 /* Whether the infraspec of a (valid) app id exists in the apps dir. */

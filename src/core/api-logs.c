@@ -14,9 +14,7 @@
  * "stream", "priority"}], "cursor", "more" (the limit cut the page short),
  * "finished" (the deployment has ended: no more lines will come)}.
  *
- * Ids are per database: the row's time window (from queued_at, until a
- * minute after finished_at) keeps out entries of another deployment that had
- * the same id in another database. */
+ * The journal is read through deploy-log.h, as the D-Bus GetLogs does. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,6 +23,7 @@
 #include <systemd/sd-journal.h>
 
 #include "api-internal.h"
+#include "deploy-log.h"
 #include "deploy-store.h"
 #include "log.h"
 #include "scheduler.h"
@@ -34,10 +33,6 @@
 #define LOGS_WAIT_DEFAULT_SEC 20U
 #define LOGS_WAIT_MAX_SEC 60U
 #define LOGS_FOLLOWERS_MAX 64U
-#define LOGS_CURSOR_MAX 512U
-#define LOGS_MESSAGE_MAX (64U * 1024U)
-#define LOGS_BEFORE_USEC (5ULL * 1000000ULL)
-#define LOGS_AFTER_USEC (60ULL * 1000000ULL)
 #define LOGS_SETTLE_USEC (2ULL * 1000000ULL)
 
 typedef struct LogsCall {
@@ -52,8 +47,7 @@ typedef struct LogsCall {
         bool follow;
         uint64_t wait_usec;
 
-        sd_journal *journal;
-        bool skip_after;         /* the first entry may be the one of 'after' */
+        DeployLog *log;
         char *cursor;
         json_t *lines;
         bool more;
@@ -70,7 +64,7 @@ static LogsCall *logs_call_free(LogsCall *c) {
                 n_followers--;
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->timer);
-        sd_journal_close(c->journal);
+        deploy_log_free(c->log);
         json_decref(c->lines);
         free(c->app);
         free(c->after);
@@ -106,66 +100,29 @@ static void logs_call_answer(LogsCall *c) {
         logs_call_free(c);
 }
 
-static char *journal_field(sd_journal *j, const char *field) {
-        const void *data;
-        size_t size, n = strlen(field);
-
-        if (sd_journal_get_data(j, field, &data, &size) < 0 || size <= n + 1)
-                return NULL;
-        return strndup((const char *) data + n + 1, MIN(size - n - 1, (size_t) LOGS_MESSAGE_MAX));
-}
-
-static int logs_line(sd_journal *j, uint64_t realtime, json_t **ret) {
-        _cleanup_free_ char *message = journal_field(j, "MESSAGE"), *step = journal_field(j, "NORN_STEP"),
-                            *stream = journal_field(j, "NORN_STREAM"), *prio = journal_field(j, "PRIORITY");
-
-        *ret = json_pack("{s:o, s:o, s:o, s:o, s:o}",
-                         "timestamp", api_json_time(realtime),
-                         "message", api_json_string(message ?: ""),
-                         "step", api_json_string(step),
-                         "stream", api_json_string(stream),
-                         "priority", prio && prio[0] >= '0' && prio[0] <= '7' && !prio[1]
-                                 ? json_integer(prio[0] - '0') : json_null());
-        return *ret ? 0 : -ENOMEM;
+static json_t *logs_line_json(const DeployLogLine *line) {
+        return json_pack("{s:o, s:o, s:o, s:o, s:o}",
+                         "timestamp", api_json_time(line->realtime_usec),
+                         "message", api_json_string(line->message),
+                         "step", api_json_string(line->step),
+                         "stream", api_json_string(line->stream),
+                         "priority", line->priority >= 0 ? json_integer(line->priority) : json_null());
 }
 
 /* Reads on from the journal's position into c->lines, up to the limit. */
 static int logs_read(LogsCall *c) {
-        sd_journal *j = c->journal;
         int r;
 
         while (json_array_size(c->lines) < c->limit) {
-                uint64_t realtime;
-                json_t *line;
+                _cleanup_(deploy_log_line_done) DeployLogLine line = {};
 
-                r = sd_journal_next(j);
-                if (r < 0)
+                r = deploy_log_next(c->log, &line);
+                if (r <= 0)
                         return r;
-                if (r == 0)
-                        return 0;
-                if (c->skip_after) {
-                        c->skip_after = false;
-                        if (sd_journal_test_cursor(j, c->after) > 0)
-                                continue;
-                }
-                r = sd_journal_get_realtime_usec(j, &realtime);
-                if (r < 0)
-                        return r;
-                if (realtime + LOGS_BEFORE_USEC < c->queued_usec)
-                        continue;
-                if (c->finished_usec > 0 && realtime > c->finished_usec + LOGS_AFTER_USEC)
-                        return 0; /* someone else's, later */
-
-                r = logs_line(j, realtime, &line);
-                if (r < 0)
-                        return r;
-                if (json_array_append_new(c->lines, line) < 0)
+                if (json_array_append_new(c->lines, logs_line_json(&line)) < 0)
                         return -ENOMEM;
                 free(c->cursor);
-                c->cursor = NULL;
-                r = sd_journal_get_cursor(j, &c->cursor);
-                if (r < 0)
-                        return r;
+                c->cursor = TAKE_PTR(line.cursor);
         }
         c->more = true;
         return 0;
@@ -180,7 +137,7 @@ static int on_logs_journal(sd_event_source *es, int fd, uint32_t revents, void *
         LogsCall *c = userdata;
         int r;
 
-        r = sd_journal_process(c->journal);
+        r = sd_journal_process(deploy_log_journal(c->log));
         if (r < 0) {
                 log_debug_errno(r, "Failed to process journal changes: %m");
                 logs_call_answer(c);
@@ -211,10 +168,10 @@ static int logs_wait(LogsCall *c) {
 
         if (n_followers >= LOGS_FOLLOWERS_MAX)
                 return -EBUSY;
-        fd = sd_journal_get_fd(c->journal);
+        fd = sd_journal_get_fd(deploy_log_journal(c->log));
         if (fd < 0)
                 return fd;
-        events = sd_journal_get_events(c->journal);
+        events = sd_journal_get_events(deploy_log_journal(c->log));
         if (events < 0)
                 return events;
         r = sd_event_add_io(event, &c->io, fd, (uint32_t) events, on_logs_journal, c);
@@ -231,38 +188,14 @@ static int logs_wait(LogsCall *c) {
 }
 
 static void logs_start(LogsCall *c) {
-        char match[64];
         int r;
 
-        r = sd_journal_open(&c->journal, SD_JOURNAL_LOCAL_ONLY);
-        if (r < 0) {
-                log_warning_errno(r, "Failed to open the journal: %m");
-                api_respond_error(TAKE_PTR(c->responder), 503, "unavailable", "the journal cannot be read");
+        r = deploy_log_open(c->id, c->app, c->queued_usec, c->finished_usec, c->after, &c->log);
+        if (r == -EINVAL) {
+                api_respond_error(TAKE_PTR(c->responder), 400, "invalid_argument",
+                                  "after is not a journal cursor of this log");
                 logs_call_free(c);
                 return;
-        }
-        (void) sd_journal_set_data_threshold(c->journal, LOGS_MESSAGE_MAX);
-
-        snprintf(match, sizeof(match), "NORN_DEPLOY_ID=%" PRIi64, c->id);
-        r = sd_journal_add_match(c->journal, match, 0);
-        if (r >= 0) {
-                snprintf(match, sizeof(match), "NORN_APP=%s", c->app);
-                r = sd_journal_add_match(c->journal, match, 0);
-        }
-        if (r >= 0) {
-                if (c->after) {
-                        r = sd_journal_seek_cursor(c->journal, c->after);
-                        if (r < 0) {
-                                api_respond_error(TAKE_PTR(c->responder), 400, "invalid_argument",
-                                                  "after is not a journal cursor of this log");
-                                logs_call_free(c);
-                                return;
-                        }
-                        c->skip_after = true;
-                } else
-                        r = sd_journal_seek_realtime_usec(c->journal,
-                                                          c->queued_usec > LOGS_BEFORE_USEC
-                                                                  ? c->queued_usec - LOGS_BEFORE_USEC : 0);
         }
         if (r >= 0)
                 r = logs_read(c);
@@ -288,21 +221,22 @@ static void logs_start(LogsCall *c) {
 
 static void on_logs_row(Db *db, const PGresult *res, const char *error, void *userdata) {
         LogsCall *c = userdata;
+        DeploymentRow row;
 
-        if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (!deploy_query_ok(res)) {
                 api_respond_error(TAKE_PTR(c->responder), 503, "unavailable", "the database is unavailable");
                 logs_call_free(c);
                 return;
         }
-        if (PQntuples(res) == 0) {
+        if (!deployment_row_read(res, 0, 0, &row) || !row.app) {
                 api_respond_error(TAKE_PTR(c->responder), 404, "not_found", "no such deployment");
                 logs_call_free(c);
                 return;
         }
-        c->app = strdup(PQgetvalue(res, 0, 0));
-        c->queued_usec = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
-        c->finished_usec = PQgetisnull(res, 0, 2) ? 0 : strtoull(PQgetvalue(res, 0, 2), NULL, 10);
-        c->final = deploy_status_is_final(deploy_status_from_string(PQgetvalue(res, 0, 3)));
+        c->app = strdup(row.app);
+        c->queued_usec = row.queued_usec;
+        c->finished_usec = row.finished_usec;
+        c->final = row.status && deploy_status_is_final(deploy_status_from_string(row.status));
         if (!c->app) {
                 http_responder_complete(TAKE_PTR(c->responder), 500, NULL);
                 logs_call_free(c);
@@ -311,24 +245,12 @@ static void on_logs_row(Db *db, const PGresult *res, const char *error, void *us
         logs_start(c);
 }
 
-static bool cursor_is_valid(const char *s) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > LOGS_CURSOR_MAX)
-                return false;
-        for (const char *p = s; *p; p++)
-                if (*p < 0x21 || *p > 0x7e)
-                        return false;
-        return true;
-}
-
 int api_route_deployment_logs(ApiContext *ctx) {
         static const char *const allowed[] = { "limit", "after", "follow", "wait", NULL };
         _cleanup_(api_query_done) ApiQuery q = {};
         Manager *m = ctx->manager;
         uint64_t limit = LOGS_LIMIT_DEFAULT, wait = LOGS_WAIT_DEFAULT_SEC;
         const char *v, *after, *follow;
-        char id_s[32];
         LogsCall *c;
         int64_t id;
         int r;
@@ -350,7 +272,7 @@ int api_route_deployment_logs(ApiContext *ctx) {
         if (follow && !streq(follow, "0") && !streq(follow, "1"))
                 return api_fail(ctx->ret_body, 400, "invalid_argument", "follow must be 0 or 1");
         after = api_query_get(&q, "after");
-        if (after && !cursor_is_valid(after))
+        if (after && !deploy_log_cursor_is_valid(after))
                 return api_fail(ctx->ret_body, 400, "invalid_argument", "after must be a cursor of an earlier answer");
         if (!m->db || !db_is_up(m->db))
                 return api_fail(ctx->ret_body, 503, "unavailable", "the database is unavailable");
@@ -377,13 +299,7 @@ int api_route_deployment_logs(ApiContext *ctx) {
                 return -ENOMEM;
         }
 
-        snprintf(id_s, sizeof(id_s), "%" PRIi64, id);
-        const char *params[] = { id_s };
-        r = db_query(m->db,
-                     "SELECT app, (extract(epoch FROM queued_at) * 1000000)::bigint, "
-                     "       (extract(epoch FROM finished_at) * 1000000)::bigint, status "
-                     "FROM deployments WHERE id = $1::bigint",
-                     1, params, on_logs_row, c);
+        r = deploy_query_one(m->db, id, on_logs_row, c);
         if (r < 0) {
                 api_respond_error(TAKE_PTR(c->responder), 503, "unavailable", "the database is unavailable");
                 logs_call_free(c);

@@ -52,6 +52,7 @@ int api_status_from_errno(int r, const char **ret_code) {
         } table[] = {
                 { EINVAL, 400, "invalid_argument" },
                 { ENOENT, 404, "not_found" },
+                { ENODATA, 404, "not_found" },           /* nothing to roll back */
                 { EBUSY, 409, "busy" },
                 { EALREADY, 409, "already_finished" },
                 { ENOTCONN, 503, "unavailable" },
@@ -326,40 +327,26 @@ json_t *api_json_time(uint64_t usec) {
         return json_string(buf);
 }
 
-static json_t *column_string(const PGresult *res, int row, int col) {
-        return PQgetisnull(res, row, col) ? json_null() : api_json_string(PQgetvalue(res, row, col));
-}
-
-static json_t *column_time(const PGresult *res, int row, int col) {
-        if (PQgetisnull(res, row, col))
-                return json_null();
-        return api_json_time(strtoull(PQgetvalue(res, row, col), NULL, 10));
-}
-
-static json_t *column_int(const PGresult *res, int row, int col) {
-        if (PQgetisnull(res, row, col))
-                return json_null();
-        return json_integer((json_int_t) strtoll(PQgetvalue(res, row, col), NULL, 10));
-}
-
 json_t *api_deployment_from_row(const PGresult *res, int row, int col) {
-        if (PQgetisnull(res, row, col))
+        DeploymentRow d;
+
+        if (!deployment_row_read(res, row, col, &d))
                 return NULL;
-        return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                         "id", column_int(res, row, col),
-                         "app", column_string(res, row, col + 1),
-                         "ref", column_string(res, row, col + 2),
-                         "commitSha", column_string(res, row, col + 3),
-                         "imageTag", column_string(res, row, col + 4),
-                         "status", column_string(res, row, col + 5),
-                         "step", column_string(res, row, col + 6),
-                         "error", column_string(res, row, col + 7),
-                         "queuedAt", column_time(res, row, col + 8),
-                         "startedAt", column_time(res, row, col + 9),
-                         "finishedAt", column_time(res, row, col + 10),
-                         "source", column_string(res, row, col + 11),
-                         "requestedBy", column_string(res, row, col + 12),
-                         "rollbackOf", column_int(res, row, col + 13));
+        return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                         "id", (json_int_t) d.id,
+                         "app", api_json_string(d.app),
+                         "ref", api_json_string(d.ref),
+                         "commitSha", api_json_string(d.commit_sha),
+                         "imageTag", api_json_string(d.image_tag),
+                         "status", api_json_string(d.status),
+                         "step", api_json_string(d.step),
+                         "error", api_json_string(d.error),
+                         "queuedAt", api_json_time(d.queued_usec),
+                         "startedAt", api_json_time(d.started_usec),
+                         "finishedAt", api_json_time(d.finished_usec),
+                         "source", api_json_string(d.source),
+                         "requestedBy", api_json_string(d.requested_by),
+                         "rollbackOf", d.rollback_of > 0 ? json_integer((json_int_t) d.rollback_of) : json_null());
 }
 
 bool api_app_exists(Manager *m, const char *app) {

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,34 @@ static int load_api_token(NornConfig *c) {
         return 0;
 }
 
+/* Resolved once at start-up: a typo must not silently lock everyone out
+ * (or let the wrong group in) at the first Deploy. */
+static int load_admin_group(NornConfig *c) {
+        const char *v = getenv("NORN_ADMIN_GROUP");
+        struct group grp, *res = NULL;
+        char buf[16384];
+        uint64_t n;
+        int r;
+
+        if (!v || !*v)
+                return 0;
+        if (parse_uint64(v, &n) == 0) {
+                if (n == 0 || n >= (uint64_t) (gid_t) -1)
+                        return log_error_errno(-EINVAL, "NORN_ADMIN_GROUP=%s: not a usable group id.", v);
+                c->admin_gid = (gid_t) n;
+                c->has_admin_gid = true;
+                return 0;
+        }
+        r = getgrnam_r(v, &grp, buf, sizeof(buf), &res);
+        if (r != 0 || !res)
+                return log_error_errno(r > 0 ? -r : -ENOENT, "NORN_ADMIN_GROUP=%s: no such group.", v);
+        if (res->gr_gid == 0)
+                return log_error_errno(-EINVAL, "NORN_ADMIN_GROUP=%s: the root group is not allowed.", v);
+        c->admin_gid = res->gr_gid;
+        c->has_admin_gid = true;
+        return 0;
+}
+
 int config_load(NornConfig *c, bool user_mode) {
         const char *port, *builder, *insecure;
         uint64_t n;
@@ -315,7 +344,7 @@ int config_load(NornConfig *c, bool user_mode) {
         if ((r = env_uint("NORN_QUEUE_MAX", 0, 1000, &n)) < 0)
                 return r;
         c->queue_max = (unsigned) n;
-        return 0;
+        return load_admin_group(c);
 
 oom:
         config_done(c);

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "deploy-state.h"
 
@@ -37,6 +38,8 @@ typedef struct NornConfig {
         uint64_t step_timeout_usec[_STEP_MAX]; /* NORN_TIMEOUT_<STEP>, seconds */
         unsigned max_parallel;   /* NORN_MAX_PARALLEL: deploys of different apps at once */
         unsigned queue_max;      /* NORN_QUEUE_MAX: waiting deploys per app */
+        bool has_admin_gid;      /* NORN_ADMIN_GROUP (name or number) is set: */
+        gid_t admin_gid;         /* its members may deploy where polkit is absent */
 } NornConfig;
 
 #define NORN_DEFAULT_BIND_ADDRESS "127.0.0.1"

@@ -6,10 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus-auth.h"
+#include "bus-error.h"
 #include "config-build.h"
 #include "events.h"
 #include "health.h"
 #include "log.h"
+#include "manager-bus-internal.h"
 #include "manager-bus.h"
 #include "manager.h"
 #include "infraspec.h"
@@ -48,55 +51,12 @@ static int method_health(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return r;
 }
 
-/* Mutating calls: root, or (user mode) the user nornd runs as. Finer-grained
- * authorization (polkit, groups) belongs to the full API. */
-static int check_caller(sd_bus_message *msg, uid_t *ret_uid, sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
-        if (r < 0)
-                return r;
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-        if (uid != 0 && uid != geteuid())
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "Deploying and cancelling require root.");
-        *ret_uid = uid;
-        return 0;
-}
-
-/* Checks the caller of a mutating method and says who it is, for the record. */
-static int check_caller_describe(sd_bus_message *msg, char **ret_who, sd_bus_error *error) {
-        uid_t uid;
-        int r;
-
-        r = check_caller(msg, &uid, error);
-        if (r != 0)
-                return r;
-        if (asprintf(ret_who, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(msg))) < 0)
-                return -ENOMEM;
-        return 0;
-}
-
-static int errno_to_bus_error(int r, const char *message, sd_bus_error *error) {
-        const char *name = r == -ENOENT ? NORN_BUS_ERROR_PREFIX "NotFound"
-                         : r == -EBUSY ? NORN_BUS_ERROR_PREFIX "Busy"
-                         : r == -EINVAL ? NORN_BUS_ERROR_PREFIX "InvalidArgument"
-                         : r == -ENOTCONN ? NORN_BUS_ERROR_PREFIX "Unavailable"
-                         : r == -EALREADY ? NORN_BUS_ERROR_PREFIX "AlreadyFinished"
-                         : NORN_BUS_ERROR_PREFIX "Failed";
-        return sd_bus_error_setf(error, name, "%s", message ?: strerror(-r));
-}
-
 /* The reply of Deploy, Rollback and RestoreSnapshot comes once the
  * deployment's row exists; submit() returns at once. */
 static int reply_when_queued(sd_bus_message *msg, int r, char *why, sd_bus_error *error) {
         if (r < 0) {
                 sd_bus_message_unref(msg);
-                return errno_to_bus_error(r, why, error);
+                return bus_error_set_errno(error, r, why);
         }
         return 1;
 }
@@ -107,7 +67,7 @@ static void on_deploy_queued(Deployment *d, int r, const char *error, void *user
         _cleanup_free_ char *path = NULL;
 
         if (r < 0) {
-                errno_to_bus_error(r, error, &e);
+                bus_error_set_errno(&e, r, error);
                 (void) sd_bus_reply_method_error(call, &e);
                 return;
         }
@@ -118,25 +78,63 @@ static void on_deploy_queued(Deployment *d, int r, const char *error, void *user
                 (void) sd_bus_reply_method_return(call, "o", path);
 }
 
-static int method_deploy(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+/* The mutating methods run in two halves: method_*() reads and checks the
+ * arguments, then bus_authorize() runs *_authorized() once the caller may
+ * (at once for root, else when polkit has answered). The second half reads
+ * the arguments again from the rewound message. */
+
+static int deploy_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
         _cleanup_free_ char *why = NULL, *who = NULL;
+        const char *app, *ref;
+        int r;
+
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "ss", &app, &ref);
+        if (r >= 0)
+                r = bus_caller_describe(msg, &who);
+        if (r < 0)
+                return r;
+        r = scheduler_submit(m, app, ref, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
+        return reply_when_queued(msg, r, why, error);
+}
+
+static int invalid_app(sd_bus_error *error) {
+        return sd_bus_error_setf(error, NORN_ERROR_INVALID_ARGUMENT,
+                                 "Invalid app name: must match ^[a-z0-9][a-z0-9-]*$, at most %u characters.",
+                                 APP_ID_MAX);
+}
+
+static int method_deploy(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         const char *app, *ref;
         int r;
 
         r = sd_bus_message_read(msg, "ss", &app, &ref);
         if (r < 0)
                 return r;
-        r = check_caller_describe(msg, &who, error);
-        if (r != 0)
+        if (!app_id_is_valid(app))
+                return invalid_app(error);
+        return bus_authorize(userdata, msg, NORN_ACTION_DEPLOY, deploy_authorized, error);
+}
+
+static int rollback_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        _cleanup_free_ char *why = NULL, *who = NULL;
+        const char *app;
+        uint64_t to;
+        int restore, r;
+
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "stb", &app, &to, &restore);
+        if (r >= 0)
+                r = bus_caller_describe(msg, &who);
+        if (r < 0)
                 return r;
-        r = scheduler_submit(m, app, ref, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
+        r = rollback_submit(m, app, (int64_t) to, restore, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
         return reply_when_queued(msg, r, why, error);
 }
 
 static int method_rollback(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        _cleanup_free_ char *why = NULL, *who = NULL;
         const char *app;
         uint64_t to;
         int restore, r;
@@ -144,29 +142,39 @@ static int method_rollback(sd_bus_message *msg, void *userdata, sd_bus_error *er
         r = sd_bus_message_read(msg, "stb", &app, &to, &restore);
         if (r < 0)
                 return r;
-        r = check_caller_describe(msg, &who, error);
-        if (r != 0)
-                return r;
+        if (!app_id_is_valid(app))
+                return invalid_app(error);
         if (to > INT64_MAX)
-                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "InvalidArgument", "Invalid deployment id.");
-        r = rollback_submit(m, app, (int64_t) to, restore, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
+                return sd_bus_error_set(error, NORN_ERROR_INVALID_ARGUMENT, "Invalid deployment id.");
+        return bus_authorize(userdata, msg, NORN_ACTION_ROLLBACK, rollback_authorized, error);
+}
+
+static int restore_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        _cleanup_free_ char *why = NULL, *who = NULL;
+        const char *app, *snapshot;
+        int r;
+
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "ss", &app, &snapshot);
+        if (r >= 0)
+                r = bus_caller_describe(msg, &who);
+        if (r < 0)
+                return r;
+        r = restore_submit(m, app, snapshot, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
         return reply_when_queued(msg, r, why, error);
 }
 
 static int method_restore_snapshot(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        _cleanup_free_ char *why = NULL, *who = NULL;
         const char *app, *snapshot;
         int r;
 
         r = sd_bus_message_read(msg, "ss", &app, &snapshot);
         if (r < 0)
                 return r;
-        r = check_caller_describe(msg, &who, error);
-        if (r != 0)
-                return r;
-        r = restore_submit(m, app, snapshot, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
-        return reply_when_queued(msg, r, why, error);
+        if (!app_id_is_valid(app))
+                return invalid_app(error);
+        return bus_authorize(userdata, msg, NORN_ACTION_ROLLBACK, restore_authorized, error);
 }
 
 static void on_snapshots(Db *db, const PGresult *res, const char *error, void *userdata) {
@@ -174,8 +182,9 @@ static void on_snapshots(Db *db, const PGresult *res, const char *error, void *u
         int r;
 
         if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-                (void) sd_bus_reply_method_errorf(call, NORN_BUS_ERROR_PREFIX "Unavailable",
-                                                  "Cannot list snapshots: %s", strna(error));
+                log_debug("Cannot list snapshots: %s", strna(error));
+                (void) sd_bus_reply_method_errorf(call, NORN_ERROR_UNAVAILABLE,
+                                                  "Cannot list snapshots: the database is unavailable.");
                 return;
         }
         r = sd_bus_message_new_method_return(call, &reply);
@@ -204,9 +213,9 @@ static int method_list_snapshots(sd_bus_message *msg, void *userdata, sd_bus_err
         if (r < 0)
                 return r;
         if (!app_id_is_valid(app))
-                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "InvalidArgument", "Invalid app name.");
+                return invalid_app(error);
         if (!m->db || !db_is_up(m->db))
-                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "Unavailable", "The database is unavailable.");
+                return sd_bus_error_set(error, NORN_ERROR_UNAVAILABLE, "The database is unavailable.");
 
         const char *params[] = { app };
         r = db_query(m->db,
@@ -216,37 +225,43 @@ static int method_list_snapshots(sd_bus_message *msg, void *userdata, sd_bus_err
                      1, params, on_snapshots, sd_bus_message_ref(msg));
         if (r < 0) {
                 sd_bus_message_unref(msg);
-                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "Unavailable", "The database is unavailable.");
+                return sd_bus_error_set(error, NORN_ERROR_UNAVAILABLE, "The database is unavailable.");
         }
         return 1;
 }
 
-static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+static int cancel_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
         Deployment *d;
         uint64_t id;
-        uid_t uid;
+        int r;
+
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "t", &id);
+        if (r < 0)
+                return r;
+        /* Looked up only now: it may have ended while polkit was asked. */
+        d = id <= INT64_MAX ? manager_find_deployment(m, (int64_t) id) : NULL;
+        if (!d)
+                return sd_bus_error_setf(error, NORN_ERROR_NOT_FOUND, "No active deployment %" PRIu64 ".", id);
+        r = pipeline_cancel(d);
+        if (r == -EALREADY)
+                return sd_bus_error_setf(error, NORN_ERROR_ALREADY_FINISHED,
+                                         "Deployment %" PRIu64 " already ended %s.", id,
+                                         deploy_status_to_string(d->status));
+        if (r < 0)
+                return bus_error_set_errno(error, r, NULL);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        uint64_t id;
         int r;
 
         r = sd_bus_message_read(msg, "t", &id);
         if (r < 0)
                 return r;
-        r = check_caller(msg, &uid, error);
-        if (r != 0)
-                return r;
-
-        d = id <= INT64_MAX ? manager_find_deployment(m, (int64_t) id) : NULL;
-        if (!d)
-                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "NotFound",
-                                         "No active deployment %" PRIu64 ".", id);
-        r = pipeline_cancel(d);
-        if (r == -EALREADY)
-                return sd_bus_error_setf(error, NORN_BUS_ERROR_PREFIX "AlreadyFinished",
-                                         "Deployment %" PRIu64 " already ended %s.", id,
-                                         deploy_status_to_string(d->status));
-        if (r < 0)
-                return errno_to_bus_error(r, NULL, error);
-        return sd_bus_reply_method_return(msg, NULL);
+        return bus_authorize(userdata, msg, NORN_ACTION_DEPLOY, cancel_authorized, error);
 }
 
 static const sd_bus_vtable manager_vtable[] = {
@@ -256,6 +271,31 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_RESULT("s", status, "a(sbs)", components),
                                 method_health,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListApps",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(sssbtsst)", apps),
+                                bus_method_list_apps,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListDeployments",
+                                SD_BUS_ARGS("s", app, "s", status, "u", limit),
+                                SD_BUS_RESULT("a(tsssssssttts)", deployments),
+                                bus_method_list_deployments,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetDeployment",
+                                SD_BUS_ARGS("t", id),
+                                SD_BUS_RESULT("(tsssssssttts)", deployment, "a(ssttis)", steps),
+                                bus_method_get_deployment,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetLogs",
+                                SD_BUS_ARGS("t", id, "s", after_cursor, "u", max_lines),
+                                SD_BUS_RESULT("a(tss)", lines, "s", cursor),
+                                bus_method_get_logs,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Validate",
+                                SD_BUS_ARGS("s", app),
+                                SD_BUS_RESULT("a(sssuus)", problems),
+                                bus_method_validate,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Deploy",
                                 SD_BUS_ARGS("s", app, "s", ref),
@@ -308,7 +348,13 @@ int manager_bus_add_objects(sd_bus *bus, Manager *m) {
 }
 
 int manager_bus_register(Manager *m) {
-        int r = manager_bus_add_objects(m->bus, m);
+        int r;
+
+        /* Clients in this process (none yet) and tests see the errnos too. */
+        r = sd_bus_error_add_map(norn_bus_error_map);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the D-Bus error map: %m");
+        r = manager_bus_add_objects(m->bus, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to register objects under " NORN_BUS_PATH ": %m");
         return 0;

@@ -44,7 +44,7 @@ static void on_candidates(Db *db, const PGresult *res, const char *error, void *
                 goto finish;
         }
         if (PQntuples(res) == 0) {
-                request_fail(q, -ENOENT, "nothing to roll back: %s has no successful deployment", d->app);
+                request_fail(q, -ENODATA, "nothing to roll back: %s has no successful deployment", d->app);
                 goto finish;
         }
         if (PQgetisnull(res, 0, 1)) {
@@ -52,7 +52,7 @@ static void on_candidates(Db *db, const PGresult *res, const char *error, void *
                         request_fail(q, -ENOENT, "deployment %" PRIi64 " is not an earlier successful deployment "
                                                  "of %s with another image", q->to_id, d->app);
                 else
-                        request_fail(q, -ENOENT, "nothing to roll back to: %s has no earlier successful "
+                        request_fail(q, -ENODATA, "nothing to roll back to: %s has no earlier successful "
                                                  "deployment with another image", d->app);
                 goto finish;
         }

@@ -46,3 +46,13 @@ void utf8_sanitize(char *s) {
                 p += n;
         }
 }
+
+bool utf8_is_valid(const char *s) {
+        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+                size_t n = utf8_valid_len(p);
+                if (n == 0)
+                        return false;
+                p += n;
+        }
+        return true;
+}

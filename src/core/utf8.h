@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
+
 /* Replaces every byte that is not part of valid UTF-8 with '?', in place:
  * step output goes into JSON and D-Bus strings, which must be UTF-8. */
 void utf8_sanitize(char *s);
+
+/* Whether the NUL-terminated s is valid UTF-8 (what D-Bus strings must be). */
+bool utf8_is_valid(const char *s);

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+
+/* Who may change things through org.norn.Norn1. Reading is open; Deploy,
+ * Cancel, Rollback and RestoreSnapshot need an action:
+ *
+ *   root                           always
+ *   the uid nornd runs as          in --user mode (it owns the session bus)
+ *   polkit says yes                CheckAuthorization, asked asynchronously
+ *   members of NORN_ADMIN_GROUP    only where polkit is not on the bus
+ *
+ * Anything else is org.freedesktop.DBus.Error.AccessDenied. */
+
+#define NORN_ACTION_DEPLOY   "org.norn.deploy"    /* Deploy, Cancel */
+#define NORN_ACTION_ROLLBACK "org.norn.rollback"  /* Rollback, RestoreSnapshot */
+
+typedef struct Manager Manager;
+
+/* Runs once the caller is authorized; returns like an sd-bus method handler
+ * (error set or r < 0: the call is answered with that error). */
+typedef int (*BusAuthorizedFunc)(Manager *m, sd_bus_message *call, sd_bus_error *error);
+
+/* Authorizes the caller of call for action, then runs fn(m, call). Returns
+ * like an sd-bus method handler: fn's result when that is decided at once,
+ * 1 when polkit is asked (fn runs, or the denial is sent, on its answer). */
+int bus_authorize(Manager *m, sd_bus_message *call, const char *action, BusAuthorizedFunc fn,
+                  sd_bus_error *error);
+
+/* "uid 1000 (D-Bus :1.42)": who asked, for the deployment's record. */
+int bus_caller_describe(sd_bus_message *call, char **ret);

@@ -1,0 +1,482 @@
+"""The D-Bus API (org.norn.Norn1.Manager and the deployment objects) against a
+real nornd and a real pipeline: every reading method compared with
+PostgreSQL and the journal, filters and paging, hostile arguments, named
+errors, wrong argument types, PropertiesChanged during a deploy (seen with
+dbus-monitor), and who may change things: an unprivileged uid (setpriv) is
+refused Deploy/Cancel/Rollback/RestoreSnapshot but may read; members of
+NORN_ADMIN_GROUP pass where polkit is absent; with a polkitd stand-in on
+the bus (tests/helpers/fake-polkit), its answer decides."""
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import unittest
+
+from nornlib import BUILD_DIR, Nornd, main, run, wait_until
+from pipeline_env import PipelineEnv, psql
+
+DEST = ["org.norn.Norn1", "/org/norn/Norn1", "org.norn.Norn1.Manager"]
+FAKE_POLKIT = os.path.join(BUILD_DIR, "tests", "fake-polkit")
+ADMIN_GID = 4242
+# Other uids reach the sandbox's session bus through its shared socket.
+SHARED_BUS = ["env", "DBUS_SESSION_BUS_ADDRESS=" + os.environ.get("NORN_SANDBOX_SHARED_BUS", "unset")]
+NOBODY = SHARED_BUS + ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+ADMIN = SHARED_BUS + ["setpriv", "--reuid=65534", "--regid=65534", f"--groups={ADMIN_GID}", "--"]
+FINAL = ("deployed", "failed", "rolled_back")
+ERR = "org.norn.Norn1.Error."
+
+HOSTILE_APPS = ["../etc", "..", "hello/../x", "Hello", "-hello", "hello world", "a" * 64, "hello'; DROP TABLE "
+                "deployments;--", "hello\nx", "%2e%2e", "héllo", "x" * 5000]
+HOSTILE_STATUSES = ["Deployed", "deployed' OR '1'='1", "done", "queued;", " failed", "x" * 5000]
+
+
+def call(method, sig="", *args, prefix=(), check=True):
+    """busctl call → the reply's values (busctl's JSON)."""
+    p = run(list(prefix) + ["busctl", "--user", "--json=short", "call"] + DEST + [method] +
+            ([sig] + [str(a) for a in args] if sig else []), check=False, timeout=60)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{method} {args!r} failed: {p.stderr}")
+    return json.loads(p.stdout)["data"] if p.returncode == 0 else p
+
+
+def send(method, *args, prefix=()):
+    """dbus-send (which prints the error's name) → (returncode, stdout, stderr)."""
+    p = run(list(prefix) + ["dbus-send", "--session", "--print-reply", "--dest=" + DEST[0], DEST[1],
+                            DEST[2] + "." + method] + list(args), check=False, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def counts():
+    return psql("SELECT (SELECT count(*) FROM deployments) || '/' || (SELECT count(*) FROM deployment_steps)"
+                " || '/' || (SELECT count(*) FROM snapshots)")
+
+
+# --- dbus-monitor's text, parsed ---
+
+def _tokens(text):
+    return re.findall(r'"(?:[^"\\]|\\.)*"|\S+', text)
+
+
+def _value(t, i):
+    """(value, next index) of the value at t[i] in dbus-monitor's notation."""
+    w = t[i]
+    if w in ("string", "signature"):
+        return json.loads(t[i + 1]), i + 2
+    if w == "object" and t[i + 1] == "path":
+        return json.loads(t[i + 2]), i + 3
+    if w in ("byte", "int16", "uint16", "int32", "uint32", "int64", "uint64"):
+        return int(t[i + 1]), i + 2
+    if w == "double":
+        return float(t[i + 1]), i + 2
+    if w == "boolean":
+        return t[i + 1] == "true", i + 2
+    if w == "variant":
+        return _value(t, i + 1)
+    if w == "array" and t[i + 1] == "[":
+        out, i = [], i + 2
+        while t[i] != "]":
+            v, i = _value(t, i)
+            out.append(v)
+        return out, i + 1
+    if w == "struct" and t[i + 1] == "{":
+        out, i = [], i + 2
+        while t[i] != "}":
+            v, i = _value(t, i)
+            out.append(v)
+        return tuple(out), i + 1
+    if w == "dict" and t[i + 1] == "entry(":
+        k, i = _value(t, i + 2)
+        v, i = _value(t, i)
+        assert t[i] == ")", t[i:i + 3]
+        return (k, v), i + 1
+    raise ValueError(f"cannot parse dbus-monitor output at {t[i:i + 5]}")
+
+
+def properties_changed(text):
+    """[(path, {property: value})] of the PropertiesChanged signals in text."""
+    out = []
+    for block in re.split(r"\n(?=signal |method |error |method return )", text):
+        head, _, body = block.partition("\n")
+        if "member=PropertiesChanged" not in head:
+            continue
+        path = re.search(r"path=([^;\s]+)", head).group(1)
+        t = _tokens(body)
+        iface, i = _value(t, 0)
+        changed, i = _value(t, i)
+        if iface == "org.norn.Norn1.Deployment":
+            out.append((path, dict(changed)))
+    return out
+
+
+def dedupe(seq):
+    out = []
+    for x in seq:
+        if not out or out[-1] != x:
+            out.append(x)
+    return out
+
+
+class DbusApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = PipelineEnv(nornd_env={"NORN_ADMIN_GROUP": str(ADMIN_GID)}).__enter__()
+        wait_until(lambda: run(["busctl", "--user", "status", DEST[0]], check=False).returncode == 0,
+                   what="org.norn.Norn1 on the bus")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.__exit__(None, None, None)
+
+    def tearDown(self):
+        self.env.nornd.alive()
+
+    def assertBusError(self, result, name, msg=None, text=None):
+        code, out, err = result
+        self.assertNotEqual(code, 0, (msg, out))
+        self.assertIn("Error " + name, err, msg)
+        if text:
+            self.assertRegex(err, text, msg)
+
+    def wait_final(self, deploy_id, timeout=240):
+        def final():
+            d, _ = call("GetDeployment", "t", deploy_id)
+            return d if d[5] in FINAL else None
+        return wait_until(final, timeout=timeout, interval=0.3, what=f"deployment {deploy_id} to end")
+
+    def deploy(self, ref="HEAD"):
+        (path,) = call("Deploy", "ss", "hello", ref)
+        self.assertRegex(path, r"^/org/norn/Norn1/deployment/[1-9][0-9]*$")
+        return int(path.rsplit("/", 1)[1])
+
+    # --- before any deploy ---
+
+    def test_01_named_errors_before_any_deploy(self):
+        before = counts()
+        self.assertBusError(send("Rollback", "string:hello", "uint64:0", "boolean:false"),
+                            ERR + "NothingToRollBack", text="nothing to roll back")
+        self.assertBusError(send("Deploy", "string:nosuch", "string:HEAD"), ERR + "NotFound", text="no such app")
+        self.assertBusError(send("Deploy", "string:Bad_App", "string:HEAD"), ERR + "InvalidArgument")
+        self.assertBusError(send("Deploy", "string:hello", "string:--upload-pack=x"), ERR + "InvalidArgument")
+        self.assertBusError(send("Rollback", "string:hello", "uint64:18446744073709551615", "boolean:false"),
+                            ERR + "InvalidArgument")
+        for bad in ("999999", "0", "18446744073709551615"):
+            self.assertBusError(send("GetDeployment", "uint64:" + bad), ERR + "NotFound", bad)
+            self.assertBusError(send("GetLogs", "uint64:" + bad, "string:", "uint32:0"), ERR + "NotFound", bad)
+            self.assertBusError(send("Cancel", "uint64:" + bad), ERR + "NotFound", bad)
+        self.assertEqual(call("ListDeployments", "ssu", "", "", 0), [[]])
+        apps = {a[0]: a for a in call("ListApps")[0]}
+        self.assertEqual(apps["hello"], ["hello", "webserver", "main", False, 0, "", "", 0])
+        self.assertEqual(counts(), before)
+
+    # --- a real deploy ---
+
+    def test_02_deploy_emits_properties_changed(self):
+        monitor = subprocess.Popen(
+            ["stdbuf", "-oL", "dbus-monitor", "--session",
+             "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
+             "path_namespace='/org/norn/Norn1/deployment'"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: monitor.poll() is not None or monitor.kill())
+        time.sleep(0.5)
+
+        deploy_id = self.deploy()
+        type(self).deploy_id = deploy_id
+        # The app is busy until this deploy ends: a rollback is refused.
+        self.assertBusError(send("Rollback", "string:hello", "uint64:0", "boolean:false"), ERR + "Busy")
+        d = self.wait_final(deploy_id)
+        self.assertEqual(d[5], "deployed", d)
+        time.sleep(0.5)
+        monitor.terminate()
+        out, _ = monitor.communicate(timeout=10)
+
+        path = f"/org/norn/Norn1/deployment/{deploy_id}"
+        changes = [c for p, c in properties_changed(out) if p == path]
+        self.assertTrue(changes, out[-2000:])
+        statuses = dedupe([c["Status"] for c in changes if "Status" in c])
+        self.assertEqual(statuses, ["building", "testing", "snapshotting", "migrating", "deploying", "deployed"])
+        steps = dedupe([c["Step"] for c in changes if "Step" in c])
+        self.assertEqual(steps, ["clone", "build", "test", "snapshot", "migrate", "deploy", "cleanup"])
+        last = changes[-1]
+        row = self.env.row(deploy_id)
+        self.assertEqual((last["CommitSha"], last["ImageTag"], last["Error"]),
+                         (row["commit_sha"], row["image_tag"], ""))
+        self.assertTrue(all(c["StartedAt"] > 0 for c in changes if "StartedAt" in c))
+        self.assertGreaterEqual(last["FinishedAt"], last["StartedAt"])
+        # Steps: each step seen running, then succeeded, in every change.
+        seen = {}
+        for c in changes:
+            for name, status, started, finished, exit_code, unit in c["Steps"]:
+                seen.setdefault(name, []).append(status)
+        for name in ("clone", "build", "test", "snapshot", "migrate", "deploy", "cleanup"):
+            self.assertEqual(dedupe(seen[name])[-2:], ["running", "succeeded"], (name, seen[name]))
+
+        # The object itself says the same (it is among the recent ones).
+        props = json.loads(run(["busctl", "--user", "--json=short", "get-property", DEST[0], path,
+                                "org.norn.Norn1.Deployment", "Id", "App", "Ref", "Status", "CommitSha"]).stdout
+                           .replace("}\n{", "},{").join("[]"))
+        self.assertEqual([p["data"] for p in props], [deploy_id, "hello", "HEAD", "deployed", row["commit_sha"]])
+
+    def test_03_get_deployment_matches_database(self):
+        deploy_id = self.deploy_id
+        (d, steps) = call("GetDeployment", "t", deploy_id)
+        row = json.loads(psql(
+            "SELECT json_build_object('id', id, 'app', app, 'ref', ref, 'commit', commit_sha, 'image', image_tag, "
+            "'status', status, 'step', step, 'error', coalesce(error, ''), "
+            "'q', (extract(epoch FROM queued_at) * 1000000)::bigint, "
+            "'s', (extract(epoch FROM started_at) * 1000000)::bigint, "
+            "'f', (extract(epoch FROM finished_at) * 1000000)::bigint, 'by', requested_by) "
+            f"FROM deployments WHERE id = {deploy_id}"))
+        self.assertEqual(d, [row["id"], row["app"], row["ref"], row["commit"], row["image"], row["status"],
+                             row["step"], row["error"], row["q"], row["s"], row["f"], row["by"]])
+        self.assertRegex(d[11], r"^uid 0 \(D-Bus :\d+\.\d+\)$")
+        db_steps = json.loads(psql(
+            "SELECT json_agg(json_build_array(name, status, "
+            "(extract(epoch FROM started_at) * 1000000)::bigint, (extract(epoch FROM finished_at) * 1000000)::bigint, "
+            f"coalesce(exit_code, -1), coalesce(scope_unit, '')) ORDER BY position) FROM deployment_steps WHERE deployment_id = {deploy_id}"))
+        self.assertEqual(steps, db_steps)
+        self.assertEqual([s[0] for s in steps], ["clone", "build", "test", "snapshot", "migrate", "deploy", "cleanup"])
+
+    def test_04_list_deployments_filters_and_hostile_values(self):
+        failed_id = self.deploy("0" * 40)  # no such commit: fails in clone
+        self.assertEqual(self.wait_final(failed_id)[5], "failed")
+        type(self).failed_id = failed_id
+        ids = lambda *a: [d[0] for d in call("ListDeployments", "ssu", *a)[0]]
+        db_ids = lambda where="true": [int(x) for x in psql(
+            f"SELECT id FROM deployments WHERE {where} ORDER BY id DESC").split()]
+
+        self.assertEqual(ids("", "", 0), db_ids())
+        self.assertEqual(ids("hello", "", 0), db_ids("app = 'hello'"))
+        self.assertEqual(ids("", "failed", 0), db_ids("status = 'failed'"))
+        self.assertEqual(ids("hello", "deployed", 0), [self.deploy_id])
+        self.assertEqual(ids("", "", 1), db_ids()[:1])
+        self.assertEqual(ids("", "", 4294967295), db_ids())  # capped, not refused
+        self.assertEqual(ids("nosuch", "", 0), [])
+        self.assertEqual(ids("", "rolled_back", 0), [])
+        full = call("ListDeployments", "ssu", "", "failed", 0)[0][0]
+        self.assertEqual(full[:2], [failed_id, "hello"])
+        self.assertEqual(full[5], "failed")
+        self.assertNotEqual(full[7], "")   # the error says why
+
+        before = counts()
+        for app in HOSTILE_APPS:
+            self.assertBusError(send("ListDeployments", "string:" + app, "string:", "uint32:0"),
+                                ERR + "InvalidArgument", app)
+        for status in HOSTILE_STATUSES:
+            self.assertBusError(send("ListDeployments", "string:", "string:" + status, "uint32:0"),
+                                ERR + "InvalidArgument", status)
+        self.assertEqual(counts(), before)
+        self.assertEqual(psql("SELECT count(*) FROM deployments WHERE app = 'hello'"), str(len(db_ids())))
+
+    def test_05_list_apps(self):
+        os.makedirs(os.path.join(self.env.apps, "broken"))
+        with open(os.path.join(self.env.apps, "broken", "infraspec.yaml"), "w") as f:
+            f.write("app: broken\nrole: [unclosed\n")
+        os.makedirs(os.path.join(self.env.apps, "Bad_Name"))
+        with open(os.path.join(self.env.apps, "Bad_Name", "infraspec.yaml"), "w") as f:
+            f.write("app: Bad_Name\nrole: worker\ndeploy: true\n")
+        self.addCleanup(lambda: [os.remove(os.path.join(self.env.apps, a, "infraspec.yaml")) or
+                                 os.rmdir(os.path.join(self.env.apps, a)) for a in ("broken", "Bad_Name")])
+
+        apps = {a[0]: a for a in call("ListApps")[0]}
+        self.assertEqual(sorted(apps), ["broken", "hello"])   # no app id, no entry: see Validate
+        last = json.loads(psql(
+            "SELECT json_build_array(id, status, coalesce(commit_sha, ''), "
+            "(extract(epoch FROM coalesce(finished_at, queued_at)) * 1000000)::bigint) "
+            "FROM deployments WHERE app = 'hello' ORDER BY id DESC LIMIT 1"))
+        self.assertEqual(apps["hello"], ["hello", "webserver", "main", False] + last)
+        self.assertEqual(apps["hello"][4], self.failed_id)
+        self.assertEqual(apps["broken"], ["broken", "", "", False, 0, "", "", 0])
+        # Anyone may read.
+        self.assertEqual({a[0] for a in call("ListApps", prefix=NOBODY)[0]}, {"broken", "hello"})
+
+    def test_06_get_logs_and_paging(self):
+        deploy_id = self.deploy_id
+        lines, cursor = call("GetLogs", "tsu", deploy_id, "", 0)
+        journal = [e for e in self.env.journal(deploy_id) if e.get("NORN_APP") == "hello"]
+        self.assertEqual([l[2] for l in lines], [e["MESSAGE"] for e in journal])
+        self.assertEqual([l[0] for l in lines], [int(e["__REALTIME_TIMESTAMP"]) for e in journal])
+        self.assertEqual([l[1] for l in lines], [e.get("NORN_STEP", "") for e in journal])
+        self.assertGreater(len(lines), 7)
+        self.assertTrue({"clone", "build", "deploy"} <= {l[1] for l in lines})
+        self.assertEqual(cursor, journal[-1]["__CURSOR"])
+
+        # Pages of 3 add up to the whole, in order, without gaps or repeats.
+        paged, after = [], ""
+        for _ in range(1000):
+            page, after2 = call("GetLogs", "tsu", deploy_id, after, 3)
+            self.assertLessEqual(len(page), 3)
+            paged += page
+            if not page:
+                self.assertEqual(after2, after)
+                break
+            after = after2
+        self.assertEqual(paged, lines)
+        self.assertEqual(call("GetLogs", "tsu", deploy_id, cursor, 4294967295), [[], cursor])
+
+        # The lines of another deployment do not leak in through its cursor.
+        other, _ = call("GetLogs", "tsu", self.failed_id, "", 0)
+        self.assertTrue(other)
+        self.assertFalse({l[2] for l in other} & {l[2] for l in lines if "Deployment" in l[2]})
+
+        for bad in ("garbage", "a b", "s=zz;i=1", "x" * 600, "\t", "s=;i=;b=;m=;t=;x="):
+            self.assertBusError(send("GetLogs", f"uint64:{deploy_id}", "string:" + bad, "uint32:0"),
+                                ERR + "InvalidArgument", bad)
+
+    def test_07_validate(self):
+        os.makedirs(os.path.join(self.env.apps, "broken"), exist_ok=True)
+        with open(os.path.join(self.env.apps, "broken", "infraspec.yaml"), "w") as f:
+            f.write("app: broken\nrole: webserver\nport: http\ndeploy: true\nbogus: 1\n")
+        self.addCleanup(lambda: os.remove(os.path.join(self.env.apps, "broken", "infraspec.yaml")) or
+                        os.rmdir(os.path.join(self.env.apps, "broken")))
+        (problems,) = call("Validate", "s", "")
+        broken = [p for p in problems if p[0] == "broken"]
+        self.assertIn(["broken", os.path.join(self.env.apps, "broken", "infraspec.yaml"), "error", 3, 7],
+                      [p[:5] for p in broken])
+        self.assertTrue(any(p[2] == "warning" and "bogus" in p[5] for p in broken), broken)
+        self.assertEqual([p for p in problems if p[0] == "hello" and p[2] == "error"], [])
+        self.assertEqual(call("Validate", "s", "broken")[0], broken)
+        self.assertEqual(call("Validate", "s", "hello", prefix=NOBODY)[0], [])
+        self.assertBusError(send("Validate", "string:nosuch"), ERR + "NotFound")
+        for app in HOSTILE_APPS:
+            self.assertBusError(send("Validate", "string:" + app), ERR + "InvalidArgument", app)
+
+    # --- who may change things ---
+
+    MUTATING = [("Deploy", ["string:hello", "string:HEAD"]),
+                ("Cancel", ["uint64:1"]),
+                ("Rollback", ["string:hello", "uint64:0", "boolean:false"]),
+                ("RestoreSnapshot", ["string:hello", "string:hello_0123456789ab_20260101T000000Z.dump"])]
+
+    def test_08_unprivileged_caller(self):
+        before = counts()
+        for method, args in self.MUTATING:
+            self.assertBusError(send(method, *args, prefix=NOBODY), "org.freedesktop.DBus.Error.AccessDenied",
+                                method, text=r"uid 65534 is not allowed")
+        self.assertEqual(counts(), before)
+        # Reading is open.
+        for method, sig, args in (("ListApps", "", ()), ("ListDeployments", "ssu", ("", "", 0)),
+                                  ("GetDeployment", "t", (self.deploy_id,)),
+                                  ("GetLogs", "tsu", (self.deploy_id, "", 5)), ("Validate", "s", ("",)),
+                                  ("ListSnapshots", "s", ("hello",)), ("Health", "", ())):
+            call(method, sig, *args, prefix=NOBODY)
+        self.assertEqual(counts(), before)
+
+    def test_09_admin_group_without_polkit(self):
+        before = counts()
+        # Authorized (no polkit on this bus), then refused for what was asked.
+        self.assertBusError(send("Deploy", "string:nosuch", "string:HEAD", prefix=ADMIN), ERR + "NotFound")
+        self.assertBusError(send("Cancel", "uint64:999999", prefix=ADMIN), ERR + "NotFound")
+        self.assertBusError(send("Rollback", "string:nosuch", "uint64:0", "boolean:false", prefix=ADMIN),
+                            ERR + "NotFound")
+        self.assertBusError(send("Cancel", f"uint64:{self.deploy_id}", prefix=ADMIN), ERR + "AlreadyFinished")
+        self.assertEqual(counts(), before)
+
+    def start_polkit(self, answer):
+        record = tempfile.NamedTemporaryFile(prefix="polkit-", delete=False).name
+        proc = subprocess.Popen([FAKE_POLKIT, answer, record], stdout=subprocess.PIPE, text=True)
+        self.assertEqual(proc.stdout.readline().strip(), "ready")
+
+        def stop():
+            proc.terminate()
+            proc.wait(10)
+            proc.stdout.close()
+            os.unlink(record)
+        self.addCleanup(stop)
+        def asked():
+            with open(record) as f:
+                return f.read().splitlines()
+        return asked
+
+    def test_10_polkit_decides_when_present(self):
+        before = counts()
+        asked = self.start_polkit("no")
+        for method, args in self.MUTATING:
+            self.assertBusError(send(method, *args, prefix=NOBODY), "org.freedesktop.DBus.Error.AccessDenied",
+                                method, text="polkit refused")
+        # With polkit there, the group alone is not enough.
+        self.assertBusError(send("Deploy", "string:hello", "string:HEAD", prefix=ADMIN),
+                            "org.freedesktop.DBus.Error.AccessDenied")
+        actions = [l.split()[0] for l in asked()]
+        self.assertEqual(actions, ["org.norn.deploy", "org.norn.deploy", "org.norn.rollback",
+                                   "org.norn.rollback", "org.norn.deploy"])
+        self.assertTrue(all(re.fullmatch(r"\S+ system-bus-name :\d+\.\d+ 0", l) for l in asked()), asked())
+        # busctl allows interactive authorization: polkit is told so.
+        p = call("Deploy", "ss", "hello", "HEAD", prefix=NOBODY, check=False)
+        self.assertIn("Access denied", p.stderr)
+        self.assertEqual(asked()[-1].split()[-1], "1")
+        # root is not asked.
+        n = len(asked())
+        self.assertBusError(send("Cancel", "uint64:999999"), ERR + "NotFound")
+        self.assertEqual(len(asked()), n)
+        self.assertEqual(counts(), before)
+
+    def test_11_polkit_yes_and_challenge(self):
+        asked = self.start_polkit("yes")
+        before = counts()
+        self.assertBusError(send("Rollback", "string:nosuch", "uint64:0", "boolean:false", prefix=NOBODY),
+                            ERR + "NotFound")
+        self.assertBusError(send("Cancel", "uint64:999999", prefix=NOBODY), ERR + "NotFound")
+        self.assertEqual([l.split()[0] for l in asked()], ["org.norn.rollback", "org.norn.deploy"])
+        self.assertEqual(counts(), before)
+
+        # Authorized by polkit, a real deploy runs and is recorded as the caller's.
+        (path,) = call("Deploy", "ss", "hello", "HEAD", prefix=NOBODY)
+        deploy_id = int(path.rsplit("/", 1)[1])
+        d = self.wait_final(deploy_id)
+        self.assertEqual(d[5], "deployed", d)
+        self.assertRegex(d[11], r"^uid 65534 \(D-Bus :\d+\.\d+\)$")
+        self.assertEqual(self.env.row(deploy_id)["requested_by"], d[11])
+
+    def test_12_polkit_challenge(self):
+        self.start_polkit("challenge")
+        self.assertBusError(send("Deploy", "string:hello", "string:HEAD", prefix=NOBODY),
+                            "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired")
+
+    def test_13_wrong_argument_types(self):
+        cases = [("ListApps", ["string:x"]), ("ListDeployments", ["string:hello"]),
+                 ("ListDeployments", ["string:", "string:", "int32:5"]),
+                 ("ListDeployments", ["uint32:1", "string:", "uint32:5"]),
+                 ("GetDeployment", ["string:1"]), ("GetDeployment", []), ("GetDeployment", ["int64:1"]),
+                 ("GetLogs", [f"uint64:{self.deploy_id}", "string:"]),
+                 ("GetLogs", [f"uint64:{self.deploy_id}", "uint32:1", "string:"]),
+                 ("Validate", ["uint64:1"]), ("Validate", ["string:a", "string:b"]),
+                 ("Deploy", ["string:hello"]), ("Cancel", ["string:1"]),
+                 ("Rollback", ["string:hello", "uint64:0"]), ("RestoreSnapshot", ["string:hello"])]
+        for method, args in cases:
+            self.assertBusError(send(method, *args), "org.freedesktop.DBus.Error.InvalidArgs", (method, args))
+            self.env.nornd.alive()
+        newest = int(psql("SELECT max(id) FROM deployments WHERE status = 'deployed'"))
+        self.assertEqual(call("ListDeployments", "ssu", "hello", "deployed", 1)[0][0][0], newest)
+
+
+class UnavailableDatabaseTest(unittest.TestCase):
+    """No database: every method that reads it says Unavailable; Validate still works."""
+
+    def test_unavailable(self):
+        with tempfile.TemporaryDirectory(dir=os.environ.get("NORN_SANDBOX_DIR")) as d:
+            apps = os.path.join(d, "apps")
+            os.makedirs(os.path.join(apps, "hello"))
+            with open(os.path.join(apps, "hello", "infraspec.yaml"), "w") as f:
+                f.write("app: hello\nrole: worker\ndeploy: true\n")
+            env = {"NORN_DATABASE_URL": f"postgresql:///norn?host={d}/nowhere&connect_timeout=1",
+                   "NORN_APPS_DIR": apps, "NORN_STATE_DIR": os.path.join(d, "state")}
+            with Nornd(env=env) as nornd:
+                wait_until(lambda: run(["busctl", "--user", "status", DEST[0]], check=False).returncode == 0,
+                           what="org.norn.Norn1 on the bus")
+                for method, args in (("ListApps", []), ("ListDeployments", ["string:", "string:", "uint32:0"]),
+                                     ("GetDeployment", ["uint64:1"]),
+                                     ("GetLogs", ["uint64:1", "string:", "uint32:0"]),
+                                     ("ListSnapshots", ["string:hello"])):
+                    code, out, err = send(method, *args)
+                    self.assertNotEqual(code, 0, method)
+                    self.assertIn("Error " + ERR + "Unavailable", err, method)
+                code, out, err = send("Deploy", "string:hello", "string:HEAD")
+                self.assertIn("Error " + ERR + "Unavailable", err)
+                self.assertEqual(call("Validate", "s", "hello"), [[]])
+                nornd.alive()
+
+
+if __name__ == "__main__":
+    main()
