@@ -207,14 +207,15 @@ class HostileRequestTest(unittest.TestCase):
 
     def test_bad_app_names(self):
         for app in ("../etc", "Hello", "-x", "a_b", "a" * 64, "hello/../x", ""):
-            self.refused(app, expect=r"invalid app name|needs more arguments")
+            # nornctl refuses a word like "-x" as an unknown option before it is sent.
+            self.refused(app, expect=r"invalid app name|needs more arguments|unknown option")
         self.refused("nosuchapp", expect="no such app")
 
     def test_hostile_refs(self):
         marker = os.path.join(os.environ["NORN_SANDBOX_DIR"], "pwned")
         for ref in (f"--upload-pack=touch {marker}", "-b", "a..b", "x.lock", "@{u}", "ref with space",
                     "refs/heads/\x01", "main;touch " + marker, "$(touch " + marker + ")"):
-            self.refused("hello", ref, expect="invalid ref")
+            self.refused("hello", ref, expect="invalid ref|unknown option")
         self.assertFalse(os.path.exists(marker))
 
     def test_hostile_infraspecs(self):
