@@ -47,7 +47,6 @@ void api_respond_error(HttpResponder *responder, int status, const char *code, c
 /* Percent-decodes s (n bytes). -EINVAL on a bad escape, a NUL byte or
  * invalid UTF-8 in the result. */
 int api_percent_decode(const char *s, size_t n, char **ret);
-bool api_utf8_is_valid(const char *s, size_t n);
 
 typedef struct ApiQuery {
         char **keys;

@@ -15,6 +15,7 @@
 #include "api-internal.h"
 #include "infraspec.h"
 #include "utf8.h"
+#include "string-util.h"
 
 static json_t *error_body(const char *code, const char *format, va_list ap) _printf_(2, 0);
 static json_t *error_body(const char *code, const char *format, va_list ap) {
@@ -80,52 +81,6 @@ int api_fail_errno(json_t **ret_body, int r, const char *message) {
 
 /* --- parsing --- */
 
-bool api_utf8_is_valid(const char *s, size_t n) {
-        const unsigned char *p = (const unsigned char *) s, *end = p + n;
-
-        while (p < end) {
-                unsigned char c = *p;
-                size_t len;
-                uint32_t cp;
-
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        len = 2, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        len = 3, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        len = 4, cp = c & 0x07;
-                else
-                        return false;
-                if ((size_t) (end - p) < len)
-                        return false;
-                for (size_t i = 1; i < len; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                /* overlong, surrogates, beyond U+10FFFF */
-                if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += len;
-        }
-        return true;
-}
-
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int api_percent_decode(const char *s, size_t n, char **ret) {
         _cleanup_free_ char *out = malloc(n + 1);
         size_t k = 0;
@@ -136,7 +91,7 @@ int api_percent_decode(const char *s, size_t n, char **ret) {
                 if (s[i] == '%') {
                         int hi, lo;
 
-                        if (i + 2 >= n || (hi = unhex(s[i + 1])) < 0 || (lo = unhex(s[i + 2])) < 0)
+                        if (i + 2 >= n || (hi = unhexchar(s[i + 1])) < 0 || (lo = unhexchar(s[i + 2])) < 0)
                                 return -EINVAL;
                         out[k++] = (char) (hi * 16 + lo);
                         i += 2;
@@ -144,7 +99,7 @@ int api_percent_decode(const char *s, size_t n, char **ret) {
                         out[k++] = s[i];
         }
         out[k] = 0;
-        if (memchr(out, 0, k) || !api_utf8_is_valid(out, k))
+        if (memchr(out, 0, k) || !utf8_is_valid_n(out, k))
                 return -EINVAL;
         *ret = TAKE_PTR(out);
         return 0;
@@ -276,7 +231,7 @@ int api_parse_body_object(const HttpRequest *req, const char *const *allowed, js
         if (!content_type_is_json(req->content_type))
                 return api_fail(ret_body, 415, "unsupported_media_type",
                                 "the request body must be JSON (Content-Type: application/json)");
-        if (!api_utf8_is_valid(req->body, req->body_size))
+        if (!utf8_is_valid_n(req->body, req->body_size))
                 return api_fail(ret_body, 400, "invalid_json", "the request body is not valid UTF-8");
 
         j = json_loadb(req->body, req->body_size, JSON_REJECT_DUPLICATES, &err);
@@ -303,7 +258,7 @@ json_t *api_json_string(const char *s) {
 
         if (!s)
                 return json_null();
-        if (api_utf8_is_valid(s, strlen(s)))
+        if (utf8_is_valid_n(s, strlen(s)))
                 return json_string(s);
         copy = strdup(s);
         if (!copy)

@@ -34,6 +34,8 @@
 #include "apps.h"
 #include "log.h"
 #include "scheduler.h"
+#include "utf8.h"
+#include "string-util.h"
 
 #define SIGNATURE_SIZE 32U
 
@@ -42,21 +44,11 @@ typedef enum WebhookProvider {
         WEBHOOK_GITEA,
 } WebhookProvider;
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 static int parse_signature(const char *hex, uint8_t ret[SIGNATURE_SIZE]) {
         if (!hex || strlen(hex) != SIGNATURE_SIZE * 2)
                 return -EINVAL;
         for (size_t i = 0; i < SIGNATURE_SIZE; i++) {
-                int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
+                int hi = unhexchar(hex[2 * i]), lo = unhexchar(hex[2 * i + 1]);
 
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
@@ -287,7 +279,7 @@ int api_route_webhook_push(ApiContext *ctx) {
         if (!req->content_type || strncasecmp(req->content_type, "application/json", 16) != 0)
                 return api_fail(ctx->ret_body, 415, "unsupported_media_type",
                                 "the webhook must send application/json");
-        if (!req->body || !api_utf8_is_valid(req->body, req->body_size))
+        if (!req->body || !utf8_is_valid_n(req->body, req->body_size))
                 return api_fail(ctx->ret_body, 400, "invalid_json", "the payload is not valid UTF-8 JSON");
         payload = json_loadb(req->body, req->body_size, 0, &err);
         if (!json_is_object(payload))

@@ -8,6 +8,7 @@
 
 #include "cron-internal.h"
 #include "strv.h"
+#include "utf8.h"
 
 /* The job of a cron app: its checks, and the command line its service runs. */
 
@@ -34,27 +35,6 @@ const char *cron_runtime(void) {
 
 static const char *job_runtime(const CronJob *job) {
         return job->runtime && *job->runtime ? job->runtime : cron_runtime();
-}
-
-static bool utf8_is_valid(const char *s) {
-        for (const unsigned char *p = (const unsigned char *) s; *p;) {
-                unsigned n = *p < 0x80 ? 1 : *p >= 0xc2 && *p <= 0xdf ? 2 : *p >= 0xe0 && *p <= 0xef ? 3 :
-                             *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
-                uint32_t cp = n == 1 ? *p : n == 2 ? *p & 0x1fU : n == 3 ? *p & 0x0fU : *p & 0x07U;
-
-                if (n == 0)
-                        return false;
-                for (unsigned i = 1; i < n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3fU);
-                }
-                if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-                    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-                        return false;
-                p += n;
-        }
-        return true;
 }
 
 static bool chars_in(const char *s, const char *extra) {

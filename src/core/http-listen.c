@@ -18,6 +18,7 @@
  * (lws_adopt_socket_vhost_readbuf()), but 4.1.6 then loops forever on
  * LWS_CALLBACK_HTTP_BODY_COMPLETION when a request body is in those bytes. */
 #include "http-internal.h"
+#include "string-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,16 +99,6 @@ static bool is_tchar(char ch) {
         return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch);
 }
 
-static int unhex(char ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
-        return -1;
-}
-
 static bool method_is_known(const char *m, size_t n) {
         /* What lws 4.1.6 parses; CONNECT it knows too, but for proxying. */
         static const char *const known[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD" };
@@ -144,7 +135,7 @@ static int http_request_line_check(const char *p, size_t n) {
                 if (ch == '%') {
                         int hi, lo;
 
-                        if (sp2 - q < 3 || (hi = unhex(q[1])) < 0 || (lo = unhex(q[2])) < 0)
+                        if (sp2 - q < 3 || (hi = unhexchar(q[1])) < 0 || (lo = unhexchar(q[2])) < 0)
                                 return 400;
                         /* lws hangs up on decoded control bytes */
                         if (hi * 16 + lo < 0x20 || hi * 16 + lo == 0x7f)

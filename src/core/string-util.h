@@ -5,3 +5,6 @@
 
 /* A newly allocated formatted string, NULL when out of memory. */
 char *strdup_printf(const char *format, ...) _printf_(1, 2);
+
+/* The value of one hex digit (either case), -1 when c is not one. */
+int unhexchar(char c);

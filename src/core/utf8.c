@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "utf8.h"
 
-/* Length of the valid UTF-8 sequence at s, or 0. Rejects overlong forms,
- * surrogates and code points above U+10FFFF. */
-static size_t utf8_valid_len(const unsigned char *s) {
+/* Length of the valid UTF-8 sequence at s (of `left` bytes), or 0. Rejects
+ * overlong forms, surrogates and code points above U+10FFFF. */
+static size_t utf8_valid_len(const unsigned char *s, size_t left) {
         uint32_t cp;
         size_t n;
 
@@ -23,6 +24,8 @@ static size_t utf8_valid_len(const unsigned char *s) {
                 cp = s[0] & 0x07;
         } else
                 return 0;
+        if (n > left)
+                return 0;
         for (size_t i = 1; i < n; i++) {
                 if ((s[i] & 0xc0) != 0x80)
                         return 0;
@@ -35,10 +38,10 @@ static size_t utf8_valid_len(const unsigned char *s) {
 }
 
 void utf8_sanitize(char *s) {
-        unsigned char *p = (unsigned char *) s;
+        unsigned char *p = (unsigned char *) s, *end = p + strlen(s);
 
-        while (*p) {
-                size_t n = utf8_valid_len(p);
+        while (p < end) {
+                size_t n = utf8_valid_len(p, (size_t) (end - p));
                 if (n == 0) {
                         *p++ = '?';
                         continue;
@@ -47,12 +50,18 @@ void utf8_sanitize(char *s) {
         }
 }
 
-bool utf8_is_valid(const char *s) {
-        for (const unsigned char *p = (const unsigned char *) s; *p;) {
-                size_t n = utf8_valid_len(p);
+bool utf8_is_valid_n(const char *s, size_t size) {
+        const unsigned char *p = (const unsigned char *) s, *end = p + size;
+
+        while (p < end) {
+                size_t n = utf8_valid_len(p, (size_t) (end - p));
                 if (n == 0)
                         return false;
                 p += n;
         }
         return true;
+}
+
+bool utf8_is_valid(const char *s) {
+        return utf8_is_valid_n(s, strlen(s));
 }
