@@ -20,6 +20,7 @@ typedef struct AuthQuery {
         BusAuthorizedFunc fn;
         char *action;
         bool fallback_allows;    /* what the answer is when polkit is absent */
+        bool interactive;        /* the caller allowed interactive authorization */
 } AuthQuery;
 
 static void auth_query_free(void *userdata) {
@@ -108,13 +109,18 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
         }
         if (authorized)
                 run_authorized(q);
-        else if (challenge)
+        else if (challenge && !q->interactive)
                 (void) sd_bus_reply_method_errorf(q->call, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
                                                   "Authentication is required to %s (polkit action %s); "
                                                   "allow interactive authorization.",
                                                   streq(q->action, NORN_ACTION_DEPLOY) ? "deploy or cancel"
                                                                                        : "roll back or restore",
                                                   q->action);
+        else if (challenge)
+                /* Interaction was allowed, yet polkit still wants a challenge: it
+                 * found no authentication agent for the caller to ask. */
+                reply_denied(q, "polkit requires authentication, but no polkit authentication agent "
+                                "is running for the caller");
         else
                 reply_denied(q, "polkit refused");
         return 0;
@@ -152,6 +158,7 @@ int bus_authorize(Manager *m, sd_bus_message *call, const char *action, BusAutho
         q->fn = fn;
         q->call = sd_bus_message_ref(call);
         q->fallback_allows = m->config.has_admin_gid && creds_in_group(creds, m->config.admin_gid);
+        q->interactive = sd_bus_message_get_allow_interactive_authorization(call) > 0;
         q->action = strdup(action);
         if (!q->action) {
                 auth_query_free(q);
@@ -161,9 +168,7 @@ int bus_authorize(Manager *m, sd_bus_message *call, const char *action, BusAutho
         r = sd_bus_call_method_async(sd_bus_message_get_bus(call), &slot, POLKIT_NAME, POLKIT_PATH,
                                      POLKIT_INTERFACE, "CheckAuthorization", on_polkit_reply, q,
                                      "(sa{sv})sa{ss}us", "system-bus-name", 1, "name", "s", sender, action, 0,
-                                     sd_bus_message_get_allow_interactive_authorization(call) > 0
-                                             ? POLKIT_ALLOW_USER_INTERACTION : 0U,
-                                     "");
+                                     q->interactive ? POLKIT_ALLOW_USER_INTERACTION : 0U, "");
         if (r < 0) {
                 auth_query_free(q);
                 return log_warning_errno(r, "Cannot ask polkit: %m");

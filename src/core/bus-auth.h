@@ -13,7 +13,9 @@
  *   polkit says yes                CheckAuthorization, asked asynchronously
  *   members of NORN_ADMIN_GROUP    only where polkit is not on the bus
  *
- * Anything else is org.freedesktop.DBus.Error.AccessDenied. */
+ * Anything else is org.freedesktop.DBus.Error.AccessDenied, except that a
+ * polkit challenge (auth_admin) for a caller that did not allow interactive
+ * authorization is org.freedesktop.DBus.Error.InteractiveAuthorizationRequired. */
 
 #define NORN_ACTION_DEPLOY   "org.norn.deploy"    /* Deploy, Cancel */
 #define NORN_ACTION_ROLLBACK "org.norn.rollback"  /* Rollback, RestoreSnapshot */

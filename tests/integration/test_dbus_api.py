@@ -4,21 +4,30 @@ PostgreSQL and the journal, filters and paging, hostile arguments, named
 errors, wrong argument types, PropertiesChanged during a deploy (seen with
 dbus-monitor), and who may change things: an unprivileged uid (setpriv) is
 refused Deploy/Cancel/Rollback/RestoreSnapshot but may read; members of
-NORN_ADMIN_GROUP pass where polkit is absent; with a polkitd stand-in on
-the bus (tests/helpers/fake-polkit), its answer decides."""
+NORN_ADMIN_GROUP pass where polkit is absent; with the real polkitd on the
+bus (tests/integration/polkitlib.py), its rules decide, keyed by action id and
+user, and an authentication challenge reaches a real agent (pkttyagent)."""
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import tempfile
+import termios
 import time
 import unittest
 
-from nornlib import BUILD_DIR, Nornd, main, run, wait_until
+from nornlib import Nornd, main, run, wait_until
 from pipeline_env import PipelineEnv, psql
+from polkitlib import Polkitd
 
 DEST = ["org.norn.Norn1", "/org/norn/Norn1", "org.norn.Norn1.Manager"]
-FAKE_POLKIT = os.path.join(BUILD_DIR, "tests", "fake-polkit")
+DEPLOY, ROLLBACK = "org.norn.deploy", "org.norn.rollback"
+# busctl allows interactive authorization too, but prints no AccessDenied message.
+GDBUS_DEPLOY = ["gdbus", "call", "--session", "--interactive", "--dest", DEST[0], "--object-path", DEST[1],
+                "--method", DEST[2] + ".Deploy", "hello", "HEAD"]
 ADMIN_GID = 4242
 # Other uids reach the sandbox's session bus through its shared socket.
 SHARED_BUS = ["env", "DBUS_SESSION_BUS_ADDRESS=" + os.environ.get("NORN_SANDBOX_SHARED_BUS", "unset")]
@@ -46,6 +55,74 @@ def send(method, *args, prefix=()):
     p = run(list(prefix) + ["dbus-send", "--session", "--print-reply", "--dest=" + DEST[0], DEST[1],
                             DEST[2] + "." + method] + list(args), check=False, timeout=60)
     return p.returncode, p.stdout, p.stderr
+
+
+def rules(deploy=None, rollback=None):
+    """polkit JavaScript rules: user nobody gets polkit.Result.<deploy> for
+    org.norn.deploy and .<rollback> for org.norn.rollback; anything else is
+    left to the actions' defaults (auth_admin_keep)."""
+    body = "".join(f'    if (subject.user == "nobody" && action.id == "{action}") return polkit.Result.{result};\n'
+                   for action, result in ((DEPLOY, deploy), (ROLLBACK, rollback)) if result)
+    return "polkit.addRule(function(action, subject) {\n" + body + "});\n"
+
+
+def with_agent(cmd, timeout=60):
+    """Runs cmd as nobody with polkit's text agent (pkttyagent, as nobody, on a
+    pty of its own) registered for cmd's process; answers its password prompt
+    wrongly. → (returncode, stdout, stderr, what the agent showed)."""
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=os.environ["NORN_SANDBOX_SHARED_BUS"])
+    # env, setpriv and sh exec in turn: caller.pid is the process that calls nornd.
+    caller = subprocess.Popen(NOBODY + ["sh", "-c", 'read go && exec "$@"', "sh"] + cmd, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    master, slave = pty.openpty()
+    os.chown(os.ttyname(slave), 65534, 65534)
+    ready_r, ready_w = os.pipe()
+    agent = subprocess.Popen(
+        NOBODY + ["pkttyagent", "--process", str(caller.pid), "--notify-fd", str(ready_w)],
+        stdin=slave, stdout=slave, stderr=slave, env=env, pass_fds=(ready_w,), start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    os.close(ready_w)
+    shown = b""
+    try:
+        os.read(ready_r, 1)   # EOF: pkttyagent closed it once registered
+        if agent.poll() is not None:
+            raise AssertionError(f"pkttyagent exited ({agent.returncode}): {os.read(master, 65536)!r}")
+        caller.stdin.write("go\n")
+        caller.stdin.close()
+        deadline, answered = time.monotonic() + timeout, False
+        while caller.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    shown += os.read(master, 65536)
+                except OSError:   # EIO: the agent closed its tty
+                    time.sleep(0.1)
+            if not answered and b"Password:" in shown:
+                os.write(master, b"not-the-password\n")
+                answered = True
+        if caller.poll() is None:
+            caller.kill()
+            raise AssertionError(f"{cmd!r} did not finish; agent showed {shown!r}")
+        out, err = caller.stdout.read(), caller.stderr.read()
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return caller.returncode, out, err, shown.decode(errors="replace")
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+        caller.stdout.close()
+        caller.stderr.close()
+        agent.terminate()
+        agent.wait(10)
+        os.close(ready_r)
+        os.close(master)
 
 
 def counts():
@@ -373,68 +450,85 @@ class DbusApiTest(unittest.TestCase):
         self.assertBusError(send("Cancel", f"uint64:{self.deploy_id}", prefix=ADMIN), ERR + "AlreadyFinished")
         self.assertEqual(counts(), before)
 
-    def start_polkit(self, answer):
-        record = tempfile.NamedTemporaryFile(prefix="polkit-", delete=False).name
-        proc = subprocess.Popen([FAKE_POLKIT, answer, record], stdout=subprocess.PIPE, text=True)
-        self.assertEqual(proc.stdout.readline().strip(), "ready")
-
-        def stop():
-            proc.terminate()
-            proc.wait(10)
-            proc.stdout.close()
-            os.unlink(record)
-        self.addCleanup(stop)
-        def asked():
-            with open(record) as f:
-                return f.read().splitlines()
-        return asked
-
-    def test_10_polkit_decides_when_present(self):
+    def test_10_polkit_refuses(self):
         before = counts()
-        asked = self.start_polkit("no")
-        for method, args in self.MUTATING:
-            self.assertBusError(send(method, *args, prefix=NOBODY), "org.freedesktop.DBus.Error.AccessDenied",
-                                method, text="polkit refused")
-        # With polkit there, the group alone is not enough.
-        self.assertBusError(send("Deploy", "string:hello", "string:HEAD", prefix=ADMIN),
-                            "org.freedesktop.DBus.Error.AccessDenied")
-        actions = [l.split()[0] for l in asked()]
-        self.assertEqual(actions, ["org.norn.deploy", "org.norn.deploy", "org.norn.rollback",
-                                   "org.norn.rollback", "org.norn.deploy"])
-        self.assertTrue(all(re.fullmatch(r"\S+ system-bus-name :\d+\.\d+ 0", l) for l in asked()), asked())
-        # busctl allows interactive authorization: polkit is told so.
-        p = call("Deploy", "ss", "hello", "HEAD", prefix=NOBODY, check=False)
-        self.assertIn("Access denied", p.stderr)
-        self.assertEqual(asked()[-1].split()[-1], "1")
-        # root is not asked.
-        n = len(asked())
-        self.assertBusError(send("Cancel", "uint64:999999"), ERR + "NotFound")
-        self.assertEqual(len(asked()), n)
+        with Polkitd(rules(deploy="NO", rollback="NO")) as pk:
+            for method, args in self.MUTATING:
+                self.assertBusError(send(method, *args, prefix=NOBODY), "org.freedesktop.DBus.Error.AccessDenied",
+                                    method, text="uid 65534 .*polkit refused")
+            # With polkit there, the group alone is not enough.
+            self.assertBusError(send("Deploy", "string:hello", "string:HEAD", prefix=ADMIN),
+                                "org.freedesktop.DBus.Error.AccessDenied", text="polkit refused")
+            # Asked for the caller (not for nornd), with the method's action.
+            self.assertEqual(pk.asked(), [(DEPLOY, "nobody"), (DEPLOY, "nobody"), (ROLLBACK, "nobody"),
+                                          (ROLLBACK, "nobody"), (DEPLOY, "nobody")])
+            # root is not asked.
+            self.assertBusError(send("Cancel", "uint64:999999"), ERR + "NotFound")
+            self.assertEqual(len(pk.asked()), 5)
         self.assertEqual(counts(), before)
 
-    def test_11_polkit_yes_and_challenge(self):
-        asked = self.start_polkit("yes")
+    def test_11_polkit_rules_keyed_by_action(self):
         before = counts()
-        self.assertBusError(send("Rollback", "string:nosuch", "uint64:0", "boolean:false", prefix=NOBODY),
-                            ERR + "NotFound")
-        self.assertBusError(send("Cancel", "uint64:999999", prefix=NOBODY), ERR + "NotFound")
-        self.assertEqual([l.split()[0] for l in asked()], ["org.norn.rollback", "org.norn.deploy"])
+        with Polkitd(rules(deploy="YES", rollback="NO")) as pk:
+            # Authorized, then refused for what was asked.
+            self.assertBusError(send("Cancel", "uint64:999999", prefix=NOBODY), ERR + "NotFound")
+            self.assertBusError(send("Deploy", "string:nosuch", "string:HEAD", prefix=NOBODY), ERR + "NotFound")
+            self.assertBusError(send("Rollback", "string:nosuch", "uint64:0", "boolean:false", prefix=NOBODY),
+                                "org.freedesktop.DBus.Error.AccessDenied", text="polkit refused")
+            self.assertBusError(send("RestoreSnapshot", *self.MUTATING[3][1], prefix=NOBODY), "org.freedesktop.DBus.Error.AccessDenied")
+            self.assertEqual(pk.asked(), [(DEPLOY, "nobody"), (DEPLOY, "nobody"), (ROLLBACK, "nobody"),
+                                          (ROLLBACK, "nobody")])
+        with Polkitd(rules(deploy="NO", rollback="YES")) as pk:
+            self.assertBusError(send("Rollback", "string:nosuch", "uint64:0", "boolean:false", prefix=NOBODY),
+                                ERR + "NotFound")
+            self.assertBusError(send("Cancel", "uint64:999999", prefix=NOBODY),
+                                "org.freedesktop.DBus.Error.AccessDenied", text="polkit refused")
+            self.assertBusError(send("Deploy", "string:nosuch", "string:HEAD", prefix=NOBODY),
+                                "org.freedesktop.DBus.Error.AccessDenied", text="polkit refused")
+            self.assertEqual(pk.asked(), [(ROLLBACK, "nobody"), (DEPLOY, "nobody"), (DEPLOY, "nobody")])
         self.assertEqual(counts(), before)
 
-        # Authorized by polkit, a real deploy runs and is recorded as the caller's.
-        (path,) = call("Deploy", "ss", "hello", "HEAD", prefix=NOBODY)
+    def test_12_polkit_yes_deploys_as_caller(self):
+        with Polkitd(rules(deploy="YES")) as pk:
+            # Authorized by polkit, a real deploy runs and is recorded as the caller's.
+            (path,) = call("Deploy", "ss", "hello", "HEAD", prefix=NOBODY)
+            self.assertEqual(pk.asked(), [(DEPLOY, "nobody")])
         deploy_id = int(path.rsplit("/", 1)[1])
         d = self.wait_final(deploy_id)
         self.assertEqual(d[5], "deployed", d)
         self.assertRegex(d[11], r"^uid 65534 \(D-Bus :\d+\.\d+\)$")
         self.assertEqual(self.env.row(deploy_id)["requested_by"], d[11])
 
-    def test_12_polkit_challenge(self):
-        self.start_polkit("challenge")
-        self.assertBusError(send("Deploy", "string:hello", "string:HEAD", prefix=NOBODY),
-                            "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired")
+    def test_13_polkit_challenge(self):
+        before = counts()
+        with Polkitd(rules(deploy="AUTH_ADMIN")) as pk:
+            # dbus-send does not allow interaction: polkit's challenge is passed on.
+            self.assertBusError(send("Deploy", "string:hello", "string:HEAD", prefix=NOBODY),
+                                "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+                                text="Authentication is required to deploy")
+            # gdbus --interactive allows it, but no agent is there to ask.
+            p = run(NOBODY + GDBUS_DEPLOY, check=False)
+            self.assertNotEqual(p.returncode, 0, p.stdout)
+            self.assertIn("org.freedesktop.DBus.Error.AccessDenied: Access denied: uid 65534 is not allowed to "
+                          "deploy or cancel (polkit action org.norn.deploy): polkit requires authentication, "
+                          "but no polkit authentication agent is running for the caller", p.stderr)
+            # With a real agent for the caller: polkit asks it (so it was told
+            # interaction is allowed), a wrong password fails.
+            code, out, err, agent = with_agent(GDBUS_DEPLOY)
+            self.assertNotEqual(code, 0, out)
+            self.assertIn("AUTHENTICATING FOR org.norn.deploy", agent)
+            self.assertIn("Authentication is required to deploy an app or cancel a deployment.", agent)
+            self.assertIn("org.freedesktop.DBus.Error.AccessDenied: Access denied: uid 65534", err)
+            self.assertIn("polkit refused", err)
+            # Same agent, no interaction allowed: it is not asked.
+            code, out, err, agent = with_agent(["dbus-send", "--session", "--print-reply", "--dest=" + DEST[0],
+                                                DEST[1], DEST[2] + ".Deploy", "string:hello", "string:HEAD"])
+            self.assertIn("Error org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", err)
+            self.assertNotIn("AUTHENTICATING", agent)
+            self.assertEqual(pk.asked(), [(DEPLOY, "nobody")] * 4)
+        self.assertEqual(counts(), before)
 
-    def test_13_wrong_argument_types(self):
+    def test_14_wrong_argument_types(self):
         cases = [("ListApps", ["string:x"]), ("ListDeployments", ["string:hello"]),
                  ("ListDeployments", ["string:", "string:", "int32:5"]),
                  ("ListDeployments", ["uint32:1", "string:", "uint32:5"]),
