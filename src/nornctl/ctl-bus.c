@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl-bus.h"
 #include "ctl-output.h"
@@ -147,6 +148,9 @@ int ctl_connect(const CtlOptions *o, sd_bus **ret) {
                 r = o->user ? sd_bus_open_user(ret) : sd_bus_open_system(ret);
                 if (r < 0)
                         return ctl_error(r, "cannot connect to %s: %s", where, strerror(-r));
+                /* As systemctl: someone at a terminal may be asked for a
+                 * password by their polkit agent; scripts are not. */
+                (void) sd_bus_set_allow_interactive_authorization(*ret, isatty(STDIN_FILENO));
                 return 0;
         }
 
