@@ -26,6 +26,11 @@ typedef struct CtlOptions {
  * having printed why. */
 typedef int (*CtlCommand)(sd_bus *bus, char **args, const CtlOptions *o);
 
+/* ctl-polkit.c: a pkttyagent for mutating commands run on a terminal by
+ * someone other than root, stopped again after the command. */
+void ctl_polkit_agent_open(void);
+void ctl_polkit_agent_close(void);
+
 /* ctl-deploy.c */
 int ctl_deploy(sd_bus *bus, char **args, const CtlOptions *o);
 int ctl_rollback(sd_bus *bus, char **args, const CtlOptions *o);

@@ -65,6 +65,7 @@ typedef struct Verb {
         const char *arg_kinds;  /* one letter an argument (also gives the maximum): A app,
                                  * R ref, S snapshot name, I deployment id */
         CtlCommand run;
+        bool needs_authorization;  /* polkit may ask the user for a password */
 } Verb;
 
 static const Verb verbs[] = {
@@ -78,10 +79,10 @@ static const Verb verbs[] = {
         { "validate",       0, "A",  ctl_validate },
         { "health",         0, "",   ctl_health },
         { "version",        0, "",   ctl_version },
-        { "deploy",         1, "AR", ctl_deploy },
-        { "rollback",       1, "A",  ctl_rollback },
-        { "restore",        2, "AS", ctl_restore },
-        { "cancel",         1, "I",  ctl_cancel },
+        { "deploy",         1, "AR", ctl_deploy, true },
+        { "rollback",       1, "A",  ctl_rollback, true },
+        { "restore",        2, "AS", ctl_restore, true },
+        { "cancel",         1, "I",  ctl_cancel, true },
 };
 
 /* Each argument checked as nornd will check it: a wrong one is a usage
@@ -328,7 +329,10 @@ int main(int argc, char *argv[]) {
         r = ctl_connect(&o, &bus);
         if (r < 0)
                 return EXIT_FAILURE;
+        if (verb->needs_authorization && !o.host)
+                ctl_polkit_agent_open();
         r = verb->run(bus, args, &o);
+        ctl_polkit_agent_close();
         if (r == -ENOMEM)
                 ctl_error(r, "out of memory");
         return r < 0 ? EXIT_FAILURE : r;

@@ -14,6 +14,7 @@ import unittest
 
 from nornlib import NORNCTL, SOURCE_DIR, main, run, wait_until
 from pipeline_env import PipelineEnv, psql
+from polkitlib import Polkitd
 
 STEPS = ["clone", "build", "test", "snapshot", "migrate", "deploy", "cleanup"]
 BAD_SHA = "deadbeef" * 5
@@ -450,6 +451,44 @@ class NornctlTest(unittest.TestCase):
         self.assertRegex(plain, r"database\s+up")
         self.assertNotIn("\x1b[3", plain)
         self.assertRegex(coloured, r"\x1b\[3\dm")
+
+    def test_31_polkit_asks_for_a_password_on_a_terminal(self):
+        """Not root, at a terminal: nornctl starts polkit's text agent as
+        systemctl does, the real polkitd asks for the password there, and a
+        wrong one is refused with nornd's reason; nothing is deployed."""
+        tmp = tempfile.mkdtemp(prefix="nornctl-pk-", dir=os.environ.get("NORN_SANDBOX_DIR"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o755)
+        go = os.path.join(tmp, "go")
+        tmux = ["tmux", "-S", os.path.join(tmp, "tmux.sock"), "-f", "/dev/null"]
+        shared = os.environ["NORN_SANDBOX_SHARED_BUS"]
+        # polkit's agent talks to polkitd on the "system bus": here the sandbox's.
+        cmd = (f"while [ ! -e {go} ]; do sleep 0.1; done; "
+               f"env DBUS_SESSION_BUS_ADDRESS={shared} DBUS_SYSTEM_BUS_ADDRESS={shared} "
+               f"setpriv --reuid=65534 --regid=65534 --clear-groups -- "
+               f"{shlex.quote(NORNCTL)} --user deploy hello; echo EXIT=$?; sleep 60")
+        rules = ('polkit.addRule(function(action, subject) {\n'
+                 '    if (subject.user == "nobody" && action.id == "org.norn.deploy")\n'
+                 '        return polkit.Result.AUTH_ADMIN;\n});\n')
+        before = pg_deployments()
+        with Polkitd(rules) as pk:
+            run(tmux + ["new-session", "-d", "-s", "pk", "-x", "150", "-y", "40", cmd])
+            self.addCleanup(run, tmux + ["kill-server"], check=False)
+            # The agent (as nobody) opens the terminal nornctl runs on.
+            os.chown(run(tmux + ["display", "-p", "-t", "pk", "#{pane_tty}"]).stdout.strip(), 65534, 65534)
+            open(go, "w").close()
+
+            def capture():
+                return run(tmux + ["capture-pane", "-p", "-J", "-S", "-100", "-t", "pk"]).stdout
+            wait_until(lambda: "Password:" in capture(), timeout=60, interval=0.2, what="polkit's password prompt")
+            run(tmux + ["send-keys", "-t", "pk", "not-the-password", "Enter"])
+            screen = wait_until(lambda: "EXIT=" in capture() and capture(), timeout=60, interval=0.2,
+                                what="nornctl to give up")
+            self.assertIn("AUTHENTICATING FOR org.norn.deploy", screen)
+            self.assertIn("EXIT=1", screen)
+            self.assertRegex(screen, r"uid 65534 is not allowed to deploy or cancel.*polkit refused")
+            self.assertEqual(pk.asked(), [("org.norn.deploy", "nobody")])
+        self.assertEqual(pg_deployments(), before)
 
     # --- bash completion ---
 
