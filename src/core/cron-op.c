@@ -493,6 +493,20 @@ int cron_op_new(sd_bus *bus, const char *app, bool install, CronDoneCallback don
         return 0;
 }
 
+/* Starts a made op, or frees it: the common end of install and remove. */
+static int cron_op_start(CronOp *op, CronOp **ret) {
+        int r;
+
+        r = cron_op_begin_replace(op);
+        if (r < 0) {
+                cron_op_free(op);
+                return r;
+        }
+        if (ret)
+                *ret = op;
+        return 0;
+}
+
 int cron_timer_install(sd_bus *bus, const CronJob *job, CronDoneCallback done, void *userdata, CronOp **ret) {
         CronOp *op;
         int r;
@@ -502,14 +516,7 @@ int cron_timer_install(sd_bus *bus, const CronJob *job, CronDoneCallback done, v
         r = cron_op_new_install(bus, job, SYNC_NONE, done, userdata, &op, NULL);
         if (r < 0)
                 return r;
-        r = cron_op_begin_replace(op);
-        if (r < 0) {
-                cron_op_free(op);
-                return r;
-        }
-        if (ret)
-                *ret = op;
-        return 0;
+        return cron_op_start(op, ret);
 }
 
 int cron_timer_remove(sd_bus *bus, const char *app, CronDoneCallback done, void *userdata, CronOp **ret) {
@@ -521,12 +528,5 @@ int cron_timer_remove(sd_bus *bus, const char *app, CronDoneCallback done, void 
         r = cron_op_new(bus, app, false, done, userdata, &op);
         if (r < 0)
                 return r;
-        r = cron_op_begin_replace(op);
-        if (r < 0) {
-                cron_op_free(op);
-                return r;
-        }
-        if (ret)
-                *ret = op;
-        return 0;
+        return cron_op_start(op, ret);
 }
