@@ -65,9 +65,10 @@ int api_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 /* A deployment id of a path: 1..INT64_MAX. */
 int api_parse_id(const char *s, int64_t *ret);
 
-/* The request body as a JSON object: NULL when the body is empty; else
- * Content-Type must be JSON (415), the body valid JSON (400) and an object
- * (400), with keys among allowed (400). Returns 0 or a status. */
+/* The request body as a JSON object. Content-Type must be JSON (415), even
+ * when the body is empty (then *ret is NULL); else the body must be valid
+ * JSON (400) and an object (400), with keys among allowed (400). Returns 0 or
+ * a status. */
 int api_parse_body_object(const HttpRequest *req, const char *const *allowed, json_t **ret,
                           json_t **ret_body);
 

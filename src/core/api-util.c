@@ -226,11 +226,13 @@ int api_parse_body_object(const HttpRequest *req, const char *const *allowed, js
         json_t *value;
 
         *ret = NULL;
-        if (!req->body || req->body_size == 0)
-                return 0;
+        /* Even for an empty body: a browser can send a body-less POST
+         * without a preflight, but not with this Content-Type. */
         if (!content_type_is_json(req->content_type))
                 return api_fail(ret_body, 415, "unsupported_media_type",
-                                "the request body must be JSON (Content-Type: application/json)");
+                                "the request must be JSON (Content-Type: application/json), even with an empty body");
+        if (!req->body || req->body_size == 0)
+                return 0;
         if (!utf8_is_valid_n(req->body, req->body_size))
                 return api_fail(ret_body, 400, "invalid_json", "the request body is not valid UTF-8");
 

@@ -10,9 +10,10 @@
  *    closes the connection with 1008 (policy violation). Until then the
  *    client gets no event.
  * A token in the URL (?token=) is refused with 400: URLs end up in proxy
- * logs and browser history. With no token configured, only clients on this
- * host may connect (403 for others), as for the API. The token is never
- * logged, nor echoed in an error.
+ * logs and browser history. With no token configured, only non-browser
+ * clients on this host may connect (403 for others, and for an upgrade with
+ * an Origin or a Host not a loopback name), as for the API. The token is
+ * never logged, nor echoed in an error.
  *
  * Client messages are JSON objects with a "type", checked strictly (unknown
  * keys, wrong types and invalid ids are errors, answered with
@@ -120,7 +121,11 @@ int api_ws_connected(HttpWsClient *c, const HttpRequest *upgrade_req, void *user
         /* A header, or no token at all: decided here, before the upgrade. */
         if (upgrade_req->authorization || !m->config.api_token) {
                 r = api_authorize(m, upgrade_req, &body);
-                if (r != 0) {
+                if (r < 0) {
+                        ws_filter_done(&f);
+                        return r;
+                }
+                if (r > 0) {
                         ws_filter_done(&f);
                         log_debug("WebSocket upgrade refused with %i.", r);
                         return refuse(c, r, body);

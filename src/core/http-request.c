@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -584,25 +585,42 @@ void http_responder_set_gone_callback(HttpResponder *r, HttpResponderGone cb, vo
         r->gone_userdata = userdata;
 }
 
+/* A header lws knows by name ("host:", "origin:"), or -1. */
+static int http_known_token(const char *key, size_t k) {
+        for (int i = 0; i < (int) WSI_TOKEN_COUNT; i++) {
+                const char *t = (const char *) lws_token_to_string((enum lws_token_indexes) i);
+
+                if (t && strlen(t) == k && strncasecmp(t, key, k) == 0)
+                        return i;
+        }
+        return -1;
+}
+
 int http_request_get_header(const HttpRequest *req, const char *name, char **ret) {
         _cleanup_free_ char *key = NULL, *v = NULL;
         HttpConn *c = req ? req->conn : NULL;
-        int n, k;
+        int n, k, token;
 
         if (!c || !c->wsi || !name || !ret)
                 return -EINVAL;
         if (asprintf(&key, "%s:", name) < 0)
                 return -ENOMEM;
         k = (int) strlen(key);
-        n = lws_hdr_custom_length(c->wsi, key, k);
-        if (n < 0)
+
+        /* lws keeps the headers it knows apart from the custom ones; of
+         * those, an empty one cannot be told from an absent one. */
+        token = http_known_token(key, (size_t) k);
+        n = token >= 0 ? lws_hdr_total_length(c->wsi, (enum lws_token_indexes) token)
+                       : lws_hdr_custom_length(c->wsi, key, k);
+        if (n < 0 || (token >= 0 && n == 0))
                 return -ENOENT;
         if ((size_t) n > HTTP_MAX_HEADER_SIZE)
                 return -E2BIG;
         v = malloc((size_t) n + 1);
         if (!v)
                 return -ENOMEM;
-        if (lws_hdr_custom_copy(c->wsi, v, n + 1, key, k) < 0)
+        if (token >= 0 ? lws_hdr_copy(c->wsi, v, n + 1, (enum lws_token_indexes) token) < 0
+                       : lws_hdr_custom_copy(c->wsi, v, n + 1, key, k) < 0)
                 return -ENOENT;
         v[n] = 0;
         *ret = TAKE_PTR(v);

@@ -118,8 +118,9 @@ void http_responder_complete(HttpResponder *r, int status, json_t *body);
 bool http_responder_connected(const HttpResponder *r);
 void http_responder_set_gone_callback(HttpResponder *r, HttpResponderGone cb, void *userdata);
 
-/* A request header lws has no name for (X-Hub-Signature-256 & co), by its
- * name in lower case. Only from within the handler (or ws_connected).
+/* A request header, by its name in lower case: one lws has no name for
+ * (X-Hub-Signature-256 & co) or one it knows (host, origin; empty reads as
+ * absent for those). Only from within the handler (or ws_connected).
  * -ENOENT when absent, -E2BIG when over HTTP_MAX_HEADER_SIZE. */
 int http_request_get_header(const HttpRequest *req, const char *name, char **ret);
 

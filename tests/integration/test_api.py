@@ -6,12 +6,15 @@ right status and changing nothing; then real deploys, logs, cancel,
 rollback and restore through the API."""
 import json
 import os
+import shutil
+import tempfile
 import time
 import unittest
 import urllib.parse
 
 from nornlib import Nornd, free_port, http_request, main, raw_request, status_of, wait_until
 from pipeline_env import PipelineEnv, psql
+from wslib import WsRefused, ws_connect
 
 TOKEN = "api-token-" + os.urandom(12).hex()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -234,6 +237,31 @@ class ApiTest(unittest.TestCase):
             self.assertError(self.req("GET", "/api/deployments/1/logs?" + q), 400, msg=q)
         self.assertEqual(counts(), before)
 
+    def test_06_token_holders_may_use_browsers(self):
+        # With a token, Origin, Sec-Fetch-Site and a foreign Host do not matter.
+        browser = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site", "Host": "norn.example:8800"}
+        status, body = self.req("GET", "/api/apps", headers=browser)
+        self.assertEqual(status, 200, body)
+        self.assertError(self.req("POST", "/api/deployments/424242/cancel", {}, headers=browser), 404, "not_found")
+        # Without the token they are still just unauthenticated.
+        self.assertError(self.req("GET", "/api/apps", headers=browser, auth=False), 401, "unauthorized")
+
+    def test_07_post_needs_json_content_type_even_when_empty(self):
+        before = counts()
+        for path in ("/api/apps/hello/deploy", "/api/apps/hello/rollback", "/api/apps/hello/snapshots/x.dump/restore",
+                     "/api/deployments/1/cancel"):
+            for headers, body in (({}, None), ({}, b"{}"), ({"Content-Type": "text/plain"}, b""),
+                                  ({"Content-Type": "text/plain"}, b"{}"),
+                                  ({"Content-Type": "application/x-www-form-urlencoded"}, b""),
+                                  ({"Content-Type": "multipart/form-data; boundary=x"}, b""),
+                                  ({"Content-Type": "application/jsonx"}, b"")):
+                self.assertError(self.req("POST", path, body=body, headers=headers), 415, "unsupported_media_type",
+                                 (path, headers, body))
+        self.assertEqual(counts(), before)
+        # The same empty body with the right type is accepted (here: 404, nothing running).
+        self.assertError(self.req("POST", "/api/deployments/424242/cancel", body=b"",
+                                  headers={"Content-Type": "application/json; charset=utf-8"}), 404, "not_found")
+
     # --- real deploys ---
 
     def test_10_deploy_logs_and_list(self):
@@ -333,7 +361,7 @@ class ApiTest(unittest.TestCase):
         self.assertTrue(names and all(n.startswith("hello_") for n in names), body)
         self.assertError(self.req("GET", "/api/apps/nope/snapshots"), 404)
 
-        status, restore = self.req("POST", f"/api/apps/hello/snapshots/{names[0]}/restore")
+        status, restore = self.req("POST", f"/api/apps/hello/snapshots/{names[0]}/restore", {})
         self.assertEqual(status, 202, restore)
         restore = self.wait_final(restore["id"])
         self.assertEqual(restore["status"], "deployed", restore)
@@ -347,6 +375,115 @@ class ApiTest(unittest.TestCase):
                     s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
         status, body = self.req("GET", "/api/deployments")
         self.assertEqual(status, 200)
+
+
+class TokenlessTest(unittest.TestCase):
+    """No token: local clients only, and never a browser (a web page on this
+    host can reach loopback too)."""
+
+    BROWSER = [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://127.0.0.1:8800"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "None"},
+        {"Host": "evil.example:8800"},
+        {"Host": "evil.example"},
+        {"Host": "127.0.0.1.evil.example"},
+        {"Host": "localhost.evil.example:8800"},
+        {"Host": "127.0.0.2"},
+        {"Host": "127.0.0.1:"},
+        {"Host": "127.0.0.1:80x"},
+        {"Host": "127.0.0.1:123456"},
+        {"Host": "[::1"},
+        {"Host": "localhost:8800@evil.example"},
+    ]
+    MUTATING = ["/api/apps/hello/deploy", "/api/apps/hello/rollback", "/api/apps/hello/snapshots/x.dump/restore",
+                "/api/deployments/1/cancel"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.apps = tempfile.mkdtemp(prefix="norn-apps-")
+        os.makedirs(os.path.join(cls.apps, "hello"))
+        with open(os.path.join(cls.apps, "hello", "infraspec.yaml"), "w") as f:
+            f.write("app: hello\nrole: webserver\nport: 8080\n")
+        cls.nornd = Nornd(env={"NORN_APPS_DIR": cls.apps}).start()
+        cls.port = cls.nornd.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.nornd.__exit__(None)
+        shutil.rmtree(cls.apps)
+
+    def tearDown(self):
+        self.nornd.alive()
+
+    def req(self, method, path, headers=None, body=None, json_body=True):
+        h = {"Content-Type": "application/json"} if json_body else {}
+        h.update(headers or {})
+        return http_request(self.port, method, path, body=body, headers=h)[:2]
+
+    def assertForbidden(self, result, msg=None):
+        status, body = result
+        self.assertEqual(status, 403, (msg, body))
+        self.assertEqual(body["code"], "forbidden", (msg, body))
+        self.assertIn("browser requests need a token", body["error"], msg)
+
+    def test_local_clients_allowed(self):
+        for host in (None, "127.0.0.1", f"127.0.0.1:{self.port}", "localhost", f"LOCALHOST:{self.port}",
+                     "[::1]", f"[::1]:{self.port}"):
+            for extra in ({}, {"Sec-Fetch-Site": "none"}):
+                headers = dict(extra, **({"Host": host} if host else {}))
+                status, body = self.req("GET", "/api/deployments", headers=headers)
+                self.assertIn(status, (200, 503), (headers, body))
+        # A local POST with the JSON type gets through to the route.
+        status, body = self.req("POST", "/api/deployments/424242/cancel", body=b"{}")
+        self.assertEqual((status, body["code"]), (404, "not_found"), body)
+
+    def test_browser_requests_refused(self):
+        before = counts()
+        for path in self.MUTATING:
+            for headers in self.BROWSER:
+                self.assertForbidden(self.req("POST", path, headers=headers, body=b"{}"), (path, headers))
+            # What a no-cors fetch() sends: an Origin, no body, no Content-Type.
+            self.assertForbidden(self.req("POST", path, headers={"Origin": "http://evil.example"},
+                                          json_body=False), path)
+        # Reading too: a page that rebound its name to 127.0.0.1 sends its own Host.
+        for path in ("/api/apps", "/api/apps/hello", "/api/deployments", "/api/deployments/1/logs"):
+            for headers in self.BROWSER:
+                self.assertForbidden(self.req("GET", path, headers=headers, json_body=False), (path, headers))
+        # No Host at all (HTTP/1.0 style) is not a loopback name either.
+        raw = raw_request(self.port, b"POST /api/apps/hello/deploy HTTP/1.0\r\nContent-Type: application/json\r\n"
+                                     b"Content-Length: 2\r\n\r\n{}")
+        self.assertEqual(status_of(raw), 403, raw[:300])
+        self.assertEqual(counts(), before)
+        # The open routes stay open.
+        status, body = self.req("GET", "/api/version", headers={"Origin": "http://evil.example"}, json_body=False)
+        self.assertEqual(status, 200, body)
+
+    def test_post_without_json_type_is_415(self):
+        before = counts()
+        for path in self.MUTATING:
+            for headers, body in (({}, None), ({"Content-Type": "text/plain"}, b"{}"),
+                                  ({"Content-Type": "application/x-www-form-urlencoded"}, b"")):
+                status, answer = self.req("POST", path, headers=headers, body=body, json_body=False)
+                self.assertEqual((status, answer["code"]), (415, "unsupported_media_type"), (path, headers, answer))
+        self.assertEqual(counts(), before)
+
+    def test_ws_upgrade_from_browser_refused(self):
+        for headers in self.BROWSER:
+            with self.assertRaises(WsRefused, msg=headers) as cm:
+                ws_connect(self.port, token=None, headers=headers)
+            self.assertEqual(cm.exception.status, 403, headers)
+            self.assertEqual(cm.exception.body["code"], "forbidden", headers)
+        # A local non-browser client still connects without a token.
+        c = ws_connect(self.port, token=None)
+        try:
+            self.assertEqual(c.recv()["type"], "subscribed")
+        finally:
+            c.close()
 
 
 class TokenConfigTest(unittest.TestCase):

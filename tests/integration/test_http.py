@@ -126,7 +126,7 @@ class HttpApiTest(unittest.TestCase):
 
     def test_websocket_handshake_on_ws(self):
         key = base64.b64encode(os.urandom(16))
-        payload = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        payload = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
         with socket.create_connection(("127.0.0.1", self.nornd.port), timeout=5) as s:
             s.sendall(payload)

@@ -34,8 +34,10 @@ class WsClient:
         self.buf = b""
         self.closed = None
         key = base64.b64encode(os.urandom(16))
-        lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
-                 "Sec-WebSocket-Key: " + key.decode(), "Sec-WebSocket-Version: 13"]
+        # Host as a local non-browser client sends it, unless headers say otherwise.
+        host = [] if any(k.lower() == "host" for k in (headers or {})) else ["Host: 127.0.0.1"]
+        lines = [f"GET {path} HTTP/1.1"] + host + ["Upgrade: websocket", "Connection: Upgrade",
+                                                   "Sec-WebSocket-Key: " + key.decode(), "Sec-WebSocket-Version: 13"]
         if token is not None:
             lines.append(f"Authorization: Bearer {token}")
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
