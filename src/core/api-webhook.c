@@ -5,7 +5,8 @@
  * over the raw body with the repo.webhookSecret of an app:
  *   GitHub  X-Hub-Signature-256: sha256=<hex>   X-GitHub-Event: push
  *   Gitea   X-Gitea-Signature: <hex>            X-Gitea-Event: push
- * (Gitea also sends the GitHub headers; X-Gitea-Signature wins.) The
+ * (Gitea also sends the GitHub headers; X-Gitea-Signature wins.) Each
+ * delivery must carry its id, X-GitHub-Delivery or X-Gitea-Delivery. The
  * signature is checked against the secret of every app that has one, each in
  * constant time; a push no secret verifies is refused with 401 and changes
  * nothing. Of the apps whose secret verified it, those with repo.autoDeploy,
@@ -14,7 +15,18 @@
  * get a deploy of the pushed commit ("after"), requested by "webhook github"
  * or "webhook gitea".
  *
+ * The app list comes from webhook-apps.c (rediscovered only when the apps
+ * directory changed), and before any secret is tried the request must fit
+ * in the limits below: nothing here is authenticated yet, so a stranger
+ * must not be able to make nornd hash megabytes at will. A verified
+ * delivery whose id or signature was seen before is refused (webhook-
+ * replay.c): a captured push cannot be replayed to deploy an old commit.
+ *
  *   401  no signature, a malformed one, or no app's secret verifies it
+ *   400  no or a malformed delivery id
+ *   429  more than WEBHOOK_IN_FLIGHT_MAX deliveries in progress, or over
+ *        the rate (token bucket of WEBHOOK_BURST, WEBHOOK_RATE_PER_SEC)
+ *   409  verified, but that delivery id or signed body was seen before
  *   400  signed, but not a JSON object / fields of the wrong type
  *   415  signed, but not Content-Type: application/json
  *   200  {"pong": true} for a signed ping
@@ -36,8 +48,45 @@
 #include "scheduler.h"
 #include "utf8.h"
 #include "string-util.h"
+#include "webhook-apps.h"
+#include "webhook-replay.h"
 
-#define SIGNATURE_SIZE 32U
+#define SIGNATURE_SIZE WEBHOOK_DIGEST_SIZE
+
+/* Limits of the unauthenticated part. A check costs one token plus one per
+ * MiB of body per app secret it is HMACed with: a flood of large bodies is
+ * throttled harder than a flood of small ones. Real providers send a few
+ * deliveries a minute. */
+#define WEBHOOK_IN_FLIGHT_MAX 4U
+#define WEBHOOK_RATE_PER_SEC 16U
+#define WEBHOOK_BURST 32U
+#define TOKEN UINT64_C(1000000)        /* tokens are counted in millionths */
+
+static unsigned webhooks_in_flight;
+static struct {
+        uint64_t tokens;
+        uint64_t at_usec;
+        bool started;
+} bucket;
+
+static bool bucket_take(uint64_t now_usec, uint64_t cost) {
+        const uint64_t cap = WEBHOOK_BURST * TOKEN;
+
+        if (!bucket.started) {
+                bucket.tokens = cap;
+                bucket.started = true;
+        } else if (now_usec > bucket.at_usec)
+                /* TOKEN per second is one millionth of a token per µs. */
+                bucket.tokens = MIN(cap, bucket.tokens + (now_usec - bucket.at_usec) * WEBHOOK_RATE_PER_SEC);
+        bucket.at_usec = now_usec;
+
+        /* A check dearer than the whole bucket still runs when it is full. */
+        cost = MIN(cost, WEBHOOK_BURST) * TOKEN;
+        if (bucket.tokens < cost)
+                return false;
+        bucket.tokens -= cost;
+        return true;
+}
 
 typedef enum WebhookProvider {
         WEBHOOK_GITHUB,
@@ -171,6 +220,7 @@ static void webhook_call_maybe_answer(WebhookCall *c) {
         json_decref(c->deployed);
         json_decref(c->errors);
         free(c);
+        webhooks_in_flight--;
 }
 
 static void add_error(WebhookCall *c, const char *app, const char *error) {
@@ -202,31 +252,36 @@ static int header(const HttpRequest *req, const char *name, char **ret) {
 }
 
 int api_route_webhook_push(ApiContext *ctx) {
-        _cleanup_free_ char *gitea_sig = NULL, *github_sig = NULL, *gitea_event = NULL, *github_event = NULL;
-        _cleanup_(app_list_freep) AppList *apps = NULL;
+        _cleanup_free_ char *gitea_sig = NULL, *github_sig = NULL, *gitea_event = NULL, *github_event = NULL,
+                *gitea_delivery = NULL, *github_delivery = NULL;
+        const AppList *apps = NULL;
         _cleanup_free_ bool *verified = NULL;
         _cleanup_(json_decrefp) json_t *payload = NULL;
         const HttpRequest *req = ctx->req;
         Manager *m = ctx->manager;
         WebhookProvider provider;
         uint8_t sig[SIGNATURE_SIZE];
-        const char *sig_hex, *event, *ref, *after, *requested_by;
+        const char *sig_hex, *event, *delivery, *ref, *after, *requested_by;
         json_t *repository;
         json_error_t err;
-        size_t n_verified = 0;
+        size_t n_verified = 0, n_secrets = 0;
+        uint64_t now_usec = 0, cost;
         WebhookCall *c;
         int r;
 
         if ((r = header(req, "x-gitea-signature", &gitea_sig)) < 0 ||
             (r = header(req, "x-hub-signature-256", &github_sig)) < 0 ||
             (r = header(req, "x-gitea-event", &gitea_event)) < 0 ||
-            (r = header(req, "x-github-event", &github_event)) < 0)
+            (r = header(req, "x-github-event", &github_event)) < 0 ||
+            (r = header(req, "x-gitea-delivery", &gitea_delivery)) < 0 ||
+            (r = header(req, "x-github-delivery", &github_delivery)) < 0)
                 return r;
 
         if (gitea_sig) {
                 provider = WEBHOOK_GITEA;
                 sig_hex = gitea_sig;
                 event = gitea_event ?: github_event;
+                delivery = gitea_delivery ?: github_delivery;
         } else if (github_sig) {
                 provider = WEBHOOK_GITHUB;
                 if (strncmp(github_sig, "sha256=", 7) != 0)
@@ -234,20 +289,45 @@ int api_route_webhook_push(ApiContext *ctx) {
                                         "X-Hub-Signature-256 must be sha256=<hex HMAC-SHA256 of the body>");
                 sig_hex = github_sig + 7;
                 event = github_event;
+                delivery = github_delivery;
         } else
                 return api_fail(ctx->ret_body, 401, "unauthorized",
                                 "unsigned webhook: X-Hub-Signature-256 (GitHub) or X-Gitea-Signature (Gitea) "
                                 "is required");
         if (parse_signature(sig_hex, sig) < 0)
                 return api_fail(ctx->ret_body, 401, "unauthorized", "malformed webhook signature");
+        if (!webhook_delivery_id_is_valid(delivery))
+                return api_fail(ctx->ret_body, 400, "invalid_argument",
+                                "%s is required: 1 to %u printable characters without spaces",
+                                provider == WEBHOOK_GITEA ? "X-Gitea-Delivery" : "X-GitHub-Delivery",
+                                WEBHOOK_DELIVERY_ID_MAX);
 
-        /* Whose secret signed it? Every app with a secret is tried, each
-         * in constant time. */
-        r = apps_discover(m->config.apps_dir, &apps);
+        if (webhooks_in_flight >= WEBHOOK_IN_FLIGHT_MAX)
+                return api_fail(ctx->ret_body, 429, "too_many_requests",
+                                "too many webhook deliveries in progress; retry later");
+
+        r = sd_event_now(m->event, CLOCK_MONOTONIC, &now_usec);
+        if (r < 0)
+                return r;
+        r = webhook_apps_get(m->config.apps_dir, now_usec, &apps);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
                 return api_fail(ctx->ret_body, 503, "unavailable", "the apps directory cannot be read");
+
+        for (size_t i = 0; i < apps->n; i++)
+                if (apps->entries[i].spec && apps->entries[i].spec->repo.webhook_secret)
+                        n_secrets++;
+        cost = 1 + (uint64_t) req->body_size * n_secrets / (1024U * 1024U);
+        if (!bucket_take(now_usec, cost)) {
+                log_debug("Webhook delivery refused: over the rate limit.");
+                return api_fail(ctx->ret_body, 429, "too_many_requests",
+                                "too many webhook deliveries (at most %u per second); retry later",
+                                WEBHOOK_RATE_PER_SEC);
+        }
+
+        /* Whose secret signed it? Every app with a secret is tried, each
+         * in constant time. */
         verified = calloc(apps->n ?: 1, sizeof(bool));
         if (!verified)
                 return -ENOMEM;
@@ -265,6 +345,18 @@ int api_route_webhook_push(ApiContext *ctx) {
                          provider == WEBHOOK_GITEA ? "Gitea" : "GitHub");
                 return api_fail(ctx->ret_body, 401, "unauthorized", "invalid webhook signature");
         }
+
+        /* Only now, verified, is the delivery remembered: a forged request
+         * cannot burn the id of a real one. */
+        r = webhook_replay_check_and_remember(delivery, sig, now_usec);
+        if (r == -EEXIST) {
+                log_info("Refused %s webhook delivery %s: a replay of a delivery already handled.",
+                         provider == WEBHOOK_GITEA ? "Gitea" : "GitHub", delivery);
+                return api_fail(ctx->ret_body, 409, "conflict",
+                                "duplicate delivery: this delivery id or payload was handled already");
+        }
+        if (r < 0)
+                return r;
 
         if (event && streq(event, "ping")) {
                 *ctx->ret_body = json_pack("{s:b}", "pong", 1);
@@ -312,6 +404,7 @@ int api_route_webhook_push(ApiContext *ctx) {
                 free(c);
                 return deferred ? HTTP_DEFERRED : -ENOMEM;
         }
+        webhooks_in_flight++;
 
         requested_by = provider == WEBHOOK_GITEA ? "webhook gitea" : "webhook github";
         c->submitting = true;

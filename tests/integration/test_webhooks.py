@@ -2,12 +2,18 @@
 push signed with the app's repo.webhookSecret deploys exactly the pushed
 commit; unsigned, badly signed or tampered pushes are refused with 401 and
 create no deployment row; signed pushes that match no app are accepted
-without deploying anything."""
+without deploying anything. Each delivery needs its id; a verified delivery
+replayed (same id or same signed body) is refused with 409; a changed
+webhookSecret or a new app takes effect within about a second; a burst is
+refused with 429 while nornd keeps answering."""
 import hashlib
 import hmac
+import itertools
 import json
 import os
+import time
 import unittest
+import uuid
 
 from fixtures import example_app_files
 from nornlib import http_request, main, raw_request, status_of, wait_until
@@ -16,7 +22,12 @@ from pipeline_env import PipelineEnv, psql
 TOKEN = "api-token-" + os.urandom(12).hex()
 SECRET = "hook-secret-" + os.urandom(8).hex()
 OTHER_SECRET = "other-secret-" + os.urandom(8).hex()
+ROTATED_SECRET = "rotated-secret-" + os.urandom(8).hex()
+THIRD_SECRET = "third-secret-" + os.urandom(8).hex()
 PATH = "/api/webhooks/push"
+# Real payloads differ at least in repository.pushed_at; identical signed
+# bodies are refused as replays.
+PUSHED_AT = itertools.count(int(time.time() * 1000))
 
 
 def sign(secret, body):
@@ -44,7 +55,7 @@ class WebhookTest(unittest.TestCase):
     def tearDownClass(cls):
         log = cls.env.nornd.log()
         cls.env.__exit__(None, None, None)
-        for secret in (TOKEN, SECRET, OTHER_SECRET):
+        for secret in (TOKEN, SECRET, OTHER_SECRET, ROTATED_SECRET, THIRD_SECRET):
             assert secret not in log, "a secret appeared in nornd's log"
 
     def tearDown(self):
@@ -54,20 +65,25 @@ class WebhookTest(unittest.TestCase):
         p = {"ref": ref, "before": "0" * 40, "after": after,
              "repository": {"full_name": "norn/hello", "clone_url": clone_url or self.env.repo.file_url,
                             "ssh_url": "git@git.invalid:norn/hello.git",
-                            "html_url": "https://git.invalid/norn/hello"},
+                            "html_url": "https://git.invalid/norn/hello", "pushed_at": next(PUSHED_AT)},
              "pusher": {"name": "tester"}}
         p.update(extra)
         return json.dumps(p).encode()
 
-    def github(self, body, secret=SECRET, event="push", signature=None, headers=None):
+    def github(self, body, secret=SECRET, event="push", signature=None, headers=None, delivery=None):
+        """delivery: the X-GitHub-Delivery id, a fresh one when None, none when False."""
         h = {"Content-Type": "application/json", "X-GitHub-Event": event,
              "X-Hub-Signature-256": signature if signature is not None else "sha256=" + sign(secret, body)}
+        if delivery is not False:
+            h["X-GitHub-Delivery"] = delivery or str(uuid.uuid4())
         h.update(headers or {})
         return http_request(self.port, "POST", PATH, body=body, headers=h)[:2]
 
-    def gitea(self, body, secret=SECRET, event="push", signature=None):
+    def gitea(self, body, secret=SECRET, event="push", signature=None, delivery=None):
         h = {"Content-Type": "application/json", "X-Gitea-Event": event,
              "X-Gitea-Signature": signature if signature is not None else sign(secret, body)}
+        if delivery is not False:
+            h["X-Gitea-Delivery"] = delivery or str(uuid.uuid4())
         return http_request(self.port, "POST", PATH, body=body, headers=h)[:2]
 
     def deployment(self, deploy_id):
@@ -91,7 +107,8 @@ class WebhookTest(unittest.TestCase):
         body = self.payload(self.env.repo.head_sha())
         # No signature at all, with or without the bearer token.
         for headers in ({}, {"Authorization": f"Bearer {TOKEN}"}):
-            h = dict({"Content-Type": "application/json", "X-GitHub-Event": "push"}, **headers)
+            h = dict({"Content-Type": "application/json", "X-GitHub-Event": "push",
+                      "X-GitHub-Delivery": str(uuid.uuid4())}, **headers)
             self.assertRefused(http_request(self.port, "POST", PATH, body=body, headers=h)[:2])
         bad = [
             "sha256=" + "0" * 64,
@@ -122,6 +139,7 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(rows(), before)
 
     def test_2_signed_but_nothing_to_deploy(self):
+        time.sleep(2.5)  # test_1's checks drew on the rate limit's bucket: let it refill
         before = rows()
         head = self.env.repo.head_sha()
         cases = [
@@ -189,6 +207,110 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(rows(), before + 1)
         d = self.wait_final(answer["deployed"][0]["deploymentId"])
         self.assertEqual((d["status"], d["commitSha"], d["requestedBy"]), ("deployed", sha, "webhook gitea"), d)
+
+    def test_5_delivery_ids_and_replays(self):
+        env = self.env
+        sha = env.repo.commit({"CHANGES": "pushed once, replayed\n"}, "Replayed change")
+        before = rows()
+        body = self.payload(sha)
+        # No delivery id, or one that is not an id: 400, nothing deployed.
+        self.assertRefused(self.github(body, delivery=False), 400)
+        self.assertRefused(self.gitea(body, delivery=False), 400)
+        for bad in (" ", "a b", "x" * 129, "id\x7f", "caf\xe9"):
+            self.assertRefused(self.github(body, delivery=bad), 400)
+        self.assertEqual(rows(), before)
+
+        delivery = str(uuid.uuid4())
+        # A forged request carrying the id first must not burn it.
+        self.assertRefused(self.github(body, delivery=delivery, signature="sha256=" + sign("forged", body)), 401)
+        self.assertRefused(self.github(body, delivery=delivery, signature="sha256=" + "0" * 64), 401)
+        status, answer = self.github(body, delivery=delivery)
+        self.assertEqual(status, 202, answer)
+        self.assertEqual([(d["app"], d["commitSha"]) for d in answer["deployed"]], [("hello", sha)], answer)
+        self.assertEqual(rows(), before + 1)
+
+        # The captured delivery replayed as it was, under a fresh id (the id
+        # is not signed), or as Gitea: refused, nothing deployed.
+        self.assertRefused(self.github(body, delivery=delivery), 409)
+        self.assertRefused(self.github(body), 409)
+        self.assertRefused(self.gitea(body), 409)
+        # The id again with another validly signed body (an older commit).
+        self.assertRefused(self.github(self.payload(env.repo.shas[0]), delivery=delivery), 409)
+        self.assertRefused(self.gitea(self.payload(env.repo.shas[0]), delivery=delivery), 409)
+        status, answer = self.github(body, delivery=delivery)
+        self.assertEqual(answer["error"], "duplicate delivery: this delivery id or payload was handled already")
+        self.assertEqual(rows(), before + 1)
+        d = self.wait_final(self.deployments_since(before)[0])
+        self.assertEqual((d["status"], d["commitSha"]), ("deployed", sha), d)
+        self.assertEqual(rows(), before + 1)
+
+    def deployments_since(self, count):
+        return [int(i) for i in psql("SELECT id FROM deployments ORDER BY id OFFSET %d" % count).split()]
+
+    def wait_status(self, send, want, what):
+        """Polls send() until it answers want; returns how long that took."""
+        start = time.monotonic()
+        wait_until(lambda: send()[0] == want, timeout=5, interval=0.2, what=what)
+        return time.monotonic() - start
+
+    def test_6_changed_secret_and_new_app_take_effect(self):
+        env = self.env
+        head = env.repo.head_sha()
+        before = rows()
+        # Warm the app list, so that the change below must be noticed.
+        status, answer = self.github(self.payload(head, ref="refs/heads/nowhere"), secret=OTHER_SECRET)
+        self.assertEqual(status, 202, answer)
+
+        spec = example_app_files(env.repo.file_url, app="other")["infraspec.yaml"]
+        env.add_app("other", {"infraspec.yaml": spec.replace(
+            "  autoDeploy: false", f"  autoDeploy: false\n  webhookSecret: {ROTATED_SECRET}")})
+        took = self.wait_status(lambda: self.github(self.payload(head, ref="refs/heads/nowhere"),
+                                                    secret=ROTATED_SECRET), 202, "the rotated secret to verify")
+        self.assertLess(took, 3.0)
+        self.assertRefused(self.github(self.payload(head, ref="refs/heads/nowhere"), secret=OTHER_SECRET), 401)
+        self.assertRefused(self.gitea(self.payload(head, ref="refs/heads/nowhere"), secret=OTHER_SECRET), 401)
+
+        # A new app's secret is honoured; once its directory is gone, no more.
+        third = example_app_files(env.repo.file_url, app="third")["infraspec.yaml"]
+        path = env.add_app("third", {"infraspec.yaml": third.replace(
+            "  autoDeploy: false", f"  autoDeploy: false\n  webhookSecret: {THIRD_SECRET}")})
+        took = self.wait_status(lambda: self.github(b'{"zen": "%d"}' % next(PUSHED_AT), event="ping",
+                                                    secret=THIRD_SECRET), 200, "the new app's secret to verify")
+        self.assertLess(took, 3.0)
+        os.rename(path, os.path.join(env.apps, ".third-removed"))
+        took = self.wait_status(lambda: self.github(b'{"zen": "%d"}' % next(PUSHED_AT), event="ping",
+                                                    secret=THIRD_SECRET), 401, "the removed app's secret to fail")
+        self.assertLess(took, 3.0)
+        self.assertEqual(rows(), before)
+
+    def test_7_burst_is_rate_limited(self):
+        time.sleep(2.5)  # a full bucket
+        head = self.env.repo.head_sha()
+        before = rows()
+        statuses = []
+        deadline = time.monotonic() + 20
+        while len(statuses) < 150 and time.monotonic() < deadline:
+            body = self.payload(head)
+            status, answer = self.github(body, signature="sha256=" + sign("guessed-" + str(len(statuses)), body))
+            if status == 429:
+                self.assertEqual(answer["code"], "too_many_requests", answer)
+                self.assertIn("retry later", answer["error"])
+            statuses.append(status)
+        self.assertEqual(set(statuses), {401, 429}, statuses)
+        # The bucket's burst, and what it refilled meanwhile, were checked.
+        self.assertGreaterEqual(statuses.count(401), 32, statuses)
+        self.assertGreater(statuses.count(429), 0, statuses)
+        # Over the limit, a valid push is refused too; nornd keeps answering.
+        body, delivery = self.payload(head, ref="refs/heads/nowhere"), str(uuid.uuid4())
+        self.assertRefused(self.github(body, delivery=delivery), 429)
+        status, health, _ = http_request(self.port, "GET", "/api/health")
+        self.assertEqual((status, health["components"]["database"]["status"]), (200, "up"), health)
+        # Refused before verification: not remembered, so the same delivery
+        # goes through once the bucket refilled.
+        time.sleep(1.0)
+        status, answer = self.github(body, delivery=delivery)
+        self.assertEqual((status, answer["deployed"]), (202, []), answer)
+        self.assertEqual(rows(), before)
 
 
 if __name__ == "__main__":
