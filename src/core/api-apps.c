@@ -316,21 +316,26 @@ static void on_snapshots(Db *db, const PGresult *res, const char *error, void *u
         HttpResponder *responder = userdata;
         json_t *list;
 
-        if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (!deploy_query_ok(res)) {
                 api_respond_error(responder, 503, "unavailable", "cannot list snapshots: the database is unavailable");
                 return;
         }
         list = json_array();
-        for (int i = 0; list && i < PQntuples(res); i++)
+        for (int i = 0; list && i < PQntuples(res); i++) {
+                SnapshotRow s;
+
+                if (!deploy_query_snapshot_read(res, i, &s))
+                        continue;
                 if (json_array_append_new(list, json_pack("{s:I, s:o, s:o, s:I, s:o, s:o}",
-                                "id", (json_int_t) strtoll(PQgetvalue(res, i, 0), NULL, 10),
-                                "database", api_json_string(PQgetvalue(res, i, 1)),
-                                "name", api_json_string(PQgetvalue(res, i, 2)),
-                                "sizeBytes", (json_int_t) strtoll(PQgetvalue(res, i, 3), NULL, 10),
-                                "createdAt", api_json_time(strtoull(PQgetvalue(res, i, 4), NULL, 10)),
-                                "deploymentId", PQgetisnull(res, i, 5) ? json_null()
-                                        : json_integer((json_int_t) strtoll(PQgetvalue(res, i, 5), NULL, 10)))) < 0)
+                                "id", (json_int_t) s.id,
+                                "database", api_json_string(s.database),
+                                "name", api_json_string(s.name),
+                                "sizeBytes", (json_int_t) s.size_bytes,
+                                "createdAt", api_json_time(s.created_usec),
+                                "deploymentId", s.deployment_id > 0 ? json_integer((json_int_t) s.deployment_id)
+                                                                    : json_null())) < 0)
                         json_decref(TAKE_PTR(list));
+        }
         http_responder_complete(responder, list ? 200 : 500, list ? json_pack("{s:o}", "snapshots", list) : NULL);
 }
 
@@ -342,18 +347,13 @@ int api_route_app_snapshots(ApiContext *ctx) {
         r = app_from_path(ctx);
         if (r != 0)
                 return r;
-        if (!m->db || !db_is_up(m->db))
+        if (!manager_db_available(m))
                 return api_fail(ctx->ret_body, 503, "unavailable", "the database is unavailable");
 
         responder = http_request_defer(ctx->req);
         if (!responder)
                 return -ENOMEM;
-        const char *params[] = { ctx->args[0] };
-        r = db_query(m->db,
-                     "SELECT id, database, regexp_replace(file, '^.*/', ''), coalesce(size_bytes, 0), "
-                     "       (extract(epoch FROM created_at) * 1000000)::bigint, deployment_id "
-                     "FROM snapshots WHERE app = $1 ORDER BY id DESC LIMIT 1000",
-                     1, params, on_snapshots, responder);
+        r = deploy_query_snapshots(m->db, ctx->args[0], on_snapshots, responder);
         if (r < 0)
                 api_respond_error(responder, 503, "unavailable", "the database is unavailable");
         return HTTP_DEFERRED;

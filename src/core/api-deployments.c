@@ -18,10 +18,6 @@
 #define LIST_LIMIT_MAX DEPLOY_QUERY_LIMIT_MAX
 #define LIST_OFFSET_MAX DEPLOY_QUERY_OFFSET_MAX
 
-static bool db_available(Manager *m) {
-        return m->db && db_is_up(m->db);
-}
-
 /* --- list --- */
 
 typedef struct ListCall {
@@ -90,7 +86,7 @@ int api_route_deployments_list(ApiContext *ctx) {
                 return api_fail(ctx->ret_body, 400, "invalid_argument", "offset must be an integer from 0 to %u",
                                 LIST_OFFSET_MAX);
 
-        if (!db_available(m))
+        if (!manager_db_available(m))
                 return api_fail(ctx->ret_body, 503, "unavailable", "the database is unavailable");
 
         c = calloc(1, sizeof(*c));
@@ -178,7 +174,7 @@ int api_route_deployment_get(ApiContext *ctx) {
         r = api_query_parse(ctx->req, allowed, &q, ctx->ret_body);
         if (r != 0)
                 return r;
-        if (!db_available(m))
+        if (!manager_db_available(m))
                 return api_fail(ctx->ret_body, 503, "unavailable", "the database is unavailable");
 
         responder = http_request_defer(ctx->req);
@@ -236,7 +232,7 @@ int api_route_deployment_cancel(ApiContext *ctx) {
                 return *ctx->ret_body ? 202 : -ENOMEM;
         }
 
-        if (!db_available(m))
+        if (!manager_db_available(m))
                 return api_fail(ctx->ret_body, 404, "not_found", "no active deployment %" PRIi64, id);
         responder = http_request_defer(ctx->req);
         if (!responder)

@@ -18,6 +18,7 @@ typedef struct AuthQuery {
         Manager *manager;
         sd_bus_message *call;
         BusAuthorizedFunc fn;
+        BusCaller caller;        /* asked once, passed on to fn and the denial */
         char *action;
         bool fallback_allows;    /* what the answer is when polkit is absent */
         bool interactive;        /* the caller allowed interactive authorization */
@@ -27,30 +28,104 @@ static void auth_query_free(void *userdata) {
         AuthQuery *q = userdata;
 
         sd_bus_message_unref(q->call);
+        free(q->caller.gids);
         free(q->action);
         free(q);
+}
+
+static const char *action_verb(const char *action) {
+        if (streq(action, NORN_ACTION_DEPLOY))
+                return "deploy or cancel";
+        if (streq(action, NORN_ACTION_ROLLBACK))
+                return "roll back or restore";
+        return "read deployment logs";
 }
 
 static int deny(sd_bus_error *error, const char *action, uid_t uid, const char *why) {
         return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                                  "Access denied: uid %u is not allowed to %s (polkit action %s): %s.", (unsigned) uid,
-                                 streq(action, NORN_ACTION_DEPLOY) ? "deploy or cancel"
-                                                                   : "roll back or restore",
-                                 action, why);
+                                 action_verb(action), action, why);
 }
 
-static bool creds_in_group(sd_bus_creds *creds, gid_t gid) {
-        const gid_t *gids;
-        gid_t g;
-        int n;
+static int read_gids(sd_bus_message *reply, BusCaller *caller) {
+        const uint32_t *gids;
+        size_t size;
+        int r;
 
-        if (sd_bus_creds_get_egid(creds, &g) >= 0 && g == gid)
-                return true;
-        if (sd_bus_creds_get_gid(creds, &g) >= 0 && g == gid)
-                return true;
-        n = sd_bus_creds_get_supplementary_gids(creds, &gids);
-        for (int i = 0; i < n; i++)
-                if (gids[i] == gid)
+        r = sd_bus_message_enter_container(reply, 'v', "au");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_array(reply, 'u', (const void **) &gids, &size);
+        if (r < 0)
+                return r;
+        free(caller->gids);
+        caller->n_gids = size / sizeof(uint32_t);
+        caller->gids = calloc(caller->n_gids ?: 1, sizeof(gid_t));
+        if (!caller->gids)
+                return -ENOMEM;
+        for (size_t i = 0; i < caller->n_gids; i++)
+                caller->gids[i] = (gid_t) gids[i];
+        caller->gids_known = true;
+        return sd_bus_message_exit_container(reply);
+}
+
+/* The sender's uid and groups from the bus daemon, in one round trip. Not
+ * sd_bus_query_sender_creds(): libsystemd reads only UnixUserID from the
+ * bus, and groups asked with SD_BUS_CREDS_AUGMENT come from /proc/<pid>,
+ * which another process may have taken by the time it is read. dbus-daemon
+ * (since 1.12) and dbus-broker answer UnixGroupIDs from the socket. */
+static int caller_query(sd_bus_message *call, BusCaller *ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        BusCaller c = { .uid = (uid_t) -1 };
+        bool has_uid = false;
+        const char *sender;
+        int r;
+
+        sender = sd_bus_message_get_sender(call);
+        if (!sender)
+                return -ENXIO;
+        r = sd_bus_call_method(sd_bus_message_get_bus(call), "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "GetConnectionCredentials", NULL, &reply, "s", sender);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0) {
+                const char *key;
+
+                r = sd_bus_message_enter_container(reply, 'e', "sv");
+                if (r <= 0)
+                        break;
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        break;
+                if (streq(key, "UnixUserID")) {
+                        uint32_t u;
+
+                        r = sd_bus_message_read(reply, "v", "u", &u);
+                        c.uid = (uid_t) u;
+                        has_uid = r >= 0;
+                } else if (streq(key, "UnixGroupIDs"))
+                        r = read_gids(reply, &c);
+                else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r >= 0 && !has_uid)
+                r = -ENODATA;
+        if (r < 0) {
+                free(c.gids);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+static bool caller_in_group(const BusCaller *caller, gid_t gid) {
+        for (size_t i = 0; i < caller->n_gids; i++)
+                if (caller->gids[i] == gid)
                         return true;
         return false;
 }
@@ -60,7 +135,7 @@ static void run_authorized(AuthQuery *q) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         int r;
 
-        r = q->fn(q->manager, q->call, &e);
+        r = q->fn(q->manager, q->call, &q->caller, &e);
         if (sd_bus_error_is_set(&e))
                 (void) sd_bus_reply_method_error(q->call, &e);
         else if (r < 0)
@@ -69,12 +144,8 @@ static void run_authorized(AuthQuery *q) {
 
 static void reply_denied(AuthQuery *q, const char *why) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid = (uid_t) -1;
 
-        if (sd_bus_query_sender_creds(q->call, SD_BUS_CREDS_EUID, &creds) >= 0)
-                (void) sd_bus_creds_get_euid(creds, &uid);
-        deny(&e, q->action, uid, why);
+        deny(&e, q->action, q->caller.uid, why);
         (void) sd_bus_reply_method_error(q->call, &e);
 }
 
@@ -113,9 +184,7 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
                 (void) sd_bus_reply_method_errorf(q->call, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
                                                   "Authentication is required to %s (polkit action %s); "
                                                   "allow interactive authorization.",
-                                                  streq(q->action, NORN_ACTION_DEPLOY) ? "deploy or cancel"
-                                                                                       : "roll back or restore",
-                                                  q->action);
+                                                  action_verb(q->action), q->action);
         else if (challenge)
                 /* Interaction was allowed, yet polkit still wants a challenge: it
                  * found no authentication agent for the caller to ask. */
@@ -128,36 +197,37 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
 
 int bus_authorize(Manager *m, sd_bus_message *call, const char *action, BusAuthorizedFunc fn,
                   sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
-        const char *sender;
+        BusCaller caller;
         AuthQuery *q;
-        uid_t uid;
         int r;
 
-        r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_GID |
-                                                    SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT,
-                                      &creds);
-        if (r < 0)
+        r = caller_query(call, &caller);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                log_debug_errno(r, "Cannot get the credentials of %s: %m", strna(sd_bus_message_get_sender(call)));
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot tell who the caller is.");
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot tell who the caller is.");
+        }
 
-        if (uid == 0 || (m->config.user_mode && uid == geteuid()))
-                return fn(m, call, error);
-
-        sender = sd_bus_message_get_sender(call);
-        if (!sender)
-                return deny(error, action, uid, "no sender name");
+        if (caller.uid == 0 || (m->config.user_mode && caller.uid == geteuid())) {
+                r = fn(m, call, &caller, error);
+                free(caller.gids);
+                return r;
+        }
 
         q = calloc(1, sizeof(*q));
-        if (!q)
+        if (!q) {
+                free(caller.gids);
                 return -ENOMEM;
+        }
         q->manager = m;
         q->fn = fn;
         q->call = sd_bus_message_ref(call);
-        q->fallback_allows = m->config.has_admin_gid && creds_in_group(creds, m->config.admin_gid);
+        q->caller = caller;
+        /* Groups the bus did not vouch for allow nothing. */
+        q->fallback_allows = m->config.has_admin_gid && caller.gids_known &&
+                             caller_in_group(&caller, m->config.admin_gid);
         q->interactive = sd_bus_message_get_allow_interactive_authorization(call) > 0;
         q->action = strdup(action);
         if (!q->action) {
@@ -167,7 +237,8 @@ int bus_authorize(Manager *m, sd_bus_message *call, const char *action, BusAutho
 
         r = sd_bus_call_method_async(sd_bus_message_get_bus(call), &slot, POLKIT_NAME, POLKIT_PATH,
                                      POLKIT_INTERFACE, "CheckAuthorization", on_polkit_reply, q,
-                                     "(sa{sv})sa{ss}us", "system-bus-name", 1, "name", "s", sender, action, 0,
+                                     "(sa{sv})sa{ss}us", "system-bus-name", 1, "name", "s",
+                                     sd_bus_message_get_sender(call), action, 0,
                                      q->interactive ? POLKIT_ALLOW_USER_INTERACTION : 0U, "");
         if (r < 0) {
                 auth_query_free(q);
@@ -180,17 +251,8 @@ int bus_authorize(Manager *m, sd_bus_message *call, const char *action, BusAutho
         return 1;
 }
 
-int bus_caller_describe(sd_bus_message *call, char **ret) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID, &creds);
-        if (r >= 0)
-                r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-        if (asprintf(ret, "uid %u (D-Bus %s)", (unsigned) uid, strna(sd_bus_message_get_sender(call))) < 0)
+int bus_caller_describe(const BusCaller *caller, sd_bus_message *call, char **ret) {
+        if (asprintf(ret, "uid %u (D-Bus %s)", (unsigned) caller->uid, strna(sd_bus_message_get_sender(call))) < 0)
                 return -ENOMEM;
         return 0;
 }

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
 
-/* Who may change things through org.norn.Norn1. Reading is open; Deploy,
- * Cancel, Rollback and RestoreSnapshot need an action:
+/* Who may do what through org.norn.Norn1. Reading is open, except the
+ * deployments' logs (step output can hold secrets); Deploy, Cancel,
+ * Rollback, RestoreSnapshot and GetLogs need an action:
  *
  *   root                           always
  *   the uid nornd runs as          in --user mode (it owns the session bus)
@@ -17,20 +19,32 @@
  * polkit challenge (auth_admin) for a caller that did not allow interactive
  * authorization is org.freedesktop.DBus.Error.InteractiveAuthorizationRequired. */
 
-#define NORN_ACTION_DEPLOY   "org.norn.deploy"    /* Deploy, Cancel */
-#define NORN_ACTION_ROLLBACK "org.norn.rollback"  /* Rollback, RestoreSnapshot */
+#define NORN_ACTION_DEPLOY    "org.norn.deploy"     /* Deploy, Cancel */
+#define NORN_ACTION_ROLLBACK  "org.norn.rollback"   /* Rollback, RestoreSnapshot */
+#define NORN_ACTION_READ_LOGS "org.norn.read-logs"  /* GetLogs */
 
 typedef struct Manager Manager;
 
+/* The caller as the bus daemon saw it when it connected (its
+ * GetConnectionCredentials answer), never read back from /proc. */
+typedef struct BusCaller {
+        uid_t uid;
+        gid_t *gids;             /* primary and supplementary */
+        size_t n_gids;
+        bool gids_known;         /* the bus told us the groups */
+} BusCaller;
+
 /* Runs once the caller is authorized; returns like an sd-bus method handler
  * (error set or r < 0: the call is answered with that error). */
-typedef int (*BusAuthorizedFunc)(Manager *m, sd_bus_message *call, sd_bus_error *error);
+typedef int (*BusAuthorizedFunc)(Manager *m, sd_bus_message *call, const BusCaller *caller,
+                                 sd_bus_error *error);
 
-/* Authorizes the caller of call for action, then runs fn(m, call). Returns
- * like an sd-bus method handler: fn's result when that is decided at once,
- * 1 when polkit is asked (fn runs, or the denial is sent, on its answer). */
+/* Authorizes the caller of call for action, then runs fn(m, call, caller).
+ * Returns like an sd-bus method handler: fn's result when that is decided at
+ * once, 1 when polkit is asked (fn runs, or the denial is sent, on its
+ * answer). */
 int bus_authorize(Manager *m, sd_bus_message *call, const char *action, BusAuthorizedFunc fn,
                   sd_bus_error *error);
 
 /* "uid 1000 (D-Bus :1.42)": who asked, for the deployment's record. */
-int bus_caller_describe(sd_bus_message *call, char **ret);
+int bus_caller_describe(const BusCaller *caller, sd_bus_message *call, char **ret);

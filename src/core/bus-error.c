@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bus-error.h"
+#include "infraspec.h"
 
 const sd_bus_error_map norn_bus_error_map[] = {
         SD_BUS_ERROR_MAP(NORN_ERROR_NOT_FOUND, ENOENT),
@@ -63,4 +64,10 @@ int bus_reply_errno(sd_bus_message *call, int r, const char *message) {
 
         bus_error_set_errno(&e, r, message);
         return sd_bus_reply_method_error(call, &e);
+}
+
+int bus_error_invalid_app(sd_bus_error *error) {
+        return sd_bus_error_setf(error, NORN_ERROR_INVALID_ARGUMENT,
+                                 "Invalid app name: must match ^[a-z0-9][a-z0-9-]*$, at most %u characters.",
+                                 APP_ID_MAX);
 }

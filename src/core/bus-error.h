@@ -29,3 +29,6 @@ int bus_error_set_errnof(sd_bus_error *error, int r, const char *format, ...) _p
 
 /* Replies to call with the error of bus_error_set_errno(). */
 int bus_reply_errno(sd_bus_message *call, int r, const char *message);
+
+/* InvalidArgument for an app name that is no app id (app_id_is_valid()). */
+int bus_error_invalid_app(sd_bus_error *error);

@@ -135,3 +135,29 @@ int deploy_query_last(Db *db, char *const *apps, size_t n, DbResultCallback cb, 
                         "WHERE d.app = ANY($1::text[]) ORDER BY d.app, d.id DESC",
                         1, params, cb, userdata);
 }
+
+int deploy_query_snapshots(Db *db, const char *app, DbResultCallback cb, void *userdata) {
+        char limit_s[16];
+
+        snprintf(limit_s, sizeof(limit_s), "%u", DEPLOY_QUERY_SNAPSHOTS_MAX);
+        const char *params[] = { app, limit_s };
+        return db_query(db,
+                        "SELECT id, database, regexp_replace(file, '^.*/', ''), size_bytes, "
+                        "       (extract(epoch FROM created_at) * 1000000)::bigint, deployment_id "
+                        "FROM snapshots WHERE app = $1 ORDER BY id DESC LIMIT $2::bigint",
+                        2, params, cb, userdata);
+}
+
+bool deploy_query_snapshot_read(const PGresult *res, int row, SnapshotRow *ret) {
+        if (row >= PQntuples(res) || PQnfields(res) < 6 || PQgetisnull(res, row, 0))
+                return false;
+        *ret = (SnapshotRow) {
+                .id = column_int(res, row, 0),
+                .database = column_string(res, row, 1) ?: "",
+                .name = column_string(res, row, 2) ?: "",
+                .size_bytes = (uint64_t) MAX(column_int(res, row, 3), 0),
+                .created_usec = column_usec(res, row, 4),
+                .deployment_id = column_int(res, row, 5),
+        };
+        return true;
+}

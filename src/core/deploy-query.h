@@ -57,6 +57,20 @@ bool deploy_query_step_read(const PGresult *res, int row, StepRow *ret);
  * ids are left out): one row per app that has one. */
 int deploy_query_last(Db *db, char *const *apps, size_t n, DbResultCallback cb, void *userdata);
 
+/* A snapshots row; deployment_id 0 when it was made by hand. */
+typedef struct SnapshotRow {
+        int64_t id;
+        const char *database, *name;   /* name: the dump's file name, without its directory */
+        uint64_t size_bytes, created_usec;
+        int64_t deployment_id;
+} SnapshotRow;
+
+/* The app's database snapshots, newest first, at most
+ * DEPLOY_QUERY_SNAPSHOTS_MAX of them. */
+#define DEPLOY_QUERY_SNAPSHOTS_MAX 1000U
+int deploy_query_snapshots(Db *db, const char *app, DbResultCallback cb, void *userdata);
+bool deploy_query_snapshot_read(const PGresult *res, int row, SnapshotRow *ret);
+
 /* Whether res is a successful query's answer. */
 static inline bool deploy_query_ok(const PGresult *res) {
         return res && PQresultStatus(res) == PGRES_TUPLES_OK;

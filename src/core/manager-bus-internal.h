@@ -6,8 +6,9 @@
 
 #include <systemd/sd-bus.h>
 
-/* Reading methods: open to every caller. Those that read PostgreSQL answer
- * from the query's callback; the loop never waits for the database. */
+/* Reading methods: open to every caller but GetLogs (bus-auth.h). Those
+ * that read PostgreSQL answer from the query's callback; the loop never
+ * waits for the database. */
 int bus_method_list_apps(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int bus_method_list_deployments(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int bus_method_get_deployment(sd_bus_message *msg, void *userdata, sd_bus_error *error);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The reading methods of org.norn.Norn1.Manager: ListApps, ListDeployments,
- * GetDeployment, GetLogs and Validate. They answer what the HTTP API answers
- * (the same queries, deploy-query.h, and the same journal reader,
- * deploy-log.h), as typed D-Bus values. */
+ * GetDeployment, GetLogs (which needs authorization, bus-auth.h) and
+ * Validate. They answer what the HTTP API answers (the same queries,
+ * deploy-query.h, and the same journal reader, deploy-log.h), as typed
+ * D-Bus values. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "apps.h"
+#include "bus-auth.h"
 #include "bus-error.h"
 #include "deploy-log.h"
 #include "deploy-query.h"
@@ -39,10 +41,6 @@ static const char *bus_string(const char *s, char **buf) {
 static void free_strings(char **l, size_t n) {
         for (size_t i = 0; i < n; i++)
                 free(l[i]);
-}
-
-static bool db_available(Manager *m) {
-        return m->db && db_is_up(m->db);
 }
 
 static int database_unavailable(sd_bus_error *error) {
@@ -170,7 +168,7 @@ int bus_method_list_apps(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         AppsQuery *q;
         int r;
 
-        if (!db_available(m))
+        if (!manager_db_available(m))
                 return database_unavailable(error);
         q = calloc(1, sizeof(*q));
         if (!q)
@@ -230,9 +228,7 @@ int bus_method_list_deployments(sd_bus_message *msg, void *userdata, sd_bus_erro
         if (r < 0)
                 return r;
         if (*app && !app_id_is_valid(app))
-                return sd_bus_error_setf(error, NORN_ERROR_INVALID_ARGUMENT,
-                                         "Invalid app name: must match ^[a-z0-9][a-z0-9-]*$, at most %u characters.",
-                                         APP_ID_MAX);
+                return bus_error_invalid_app(error);
         if (*status && deploy_status_from_string(status) < 0)
                 return sd_bus_error_set(error, NORN_ERROR_INVALID_ARGUMENT,
                                         "Invalid status: expected queued, building, testing, snapshotting, "
@@ -241,7 +237,7 @@ int bus_method_list_deployments(sd_bus_message *msg, void *userdata, sd_bus_erro
         if (limit == 0)
                 limit = DEPLOY_QUERY_LIMIT_DEFAULT;
         limit = MIN(limit, DEPLOY_QUERY_LIMIT_MAX);
-        if (!db_available(m))
+        if (!manager_db_available(m))
                 return database_unavailable(error);
 
         r = deploy_query_list(m->db, *app ? app : NULL, *status ? status : NULL, limit, 0, on_list,
@@ -300,7 +296,7 @@ int bus_method_get_deployment(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = read_deployment_id(msg, &id, error);
         if (r != 0)
                 return r;
-        if (!db_available(m))
+        if (!manager_db_available(m))
                 return database_unavailable(error);
         r = deploy_query_one(m->db, id, on_deployment, sd_bus_message_ref(msg));
         if (r < 0) {
@@ -399,24 +395,37 @@ static void on_logs_row(Db *db, const PGresult *res, const char *error, void *us
         logs_query_free(q);
 }
 
-int bus_method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+/* Reads and checks the arguments of GetLogs from the (rewound) message. */
+static int read_logs_args(sd_bus_message *msg, int64_t *ret_id, const char **ret_after, uint32_t *ret_max,
+                          sd_bus_error *error) {
+        int r;
+
+        r = read_deployment_id(msg, ret_id, error);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_read(msg, "su", ret_after, ret_max);
+        if (r < 0)
+                return r;
+        if (**ret_after && !deploy_log_cursor_is_valid(*ret_after))
+                return sd_bus_error_set(error, NORN_ERROR_INVALID_ARGUMENT,
+                                        "Invalid cursor: pass \"\" or the cursor of an earlier GetLogs answer.");
+        return 0;
+}
+
+static int logs_authorized(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error) {
         const char *after;
         LogsQuery *q;
         uint32_t max;
         int64_t id = 0;
         int r;
 
-        r = read_deployment_id(msg, &id, error);
-        if (r != 0)
-                return r;
-        r = sd_bus_message_read(msg, "su", &after, &max);
+        r = sd_bus_message_rewind(msg, true);
         if (r < 0)
                 return r;
-        if (*after && !deploy_log_cursor_is_valid(after))
-                return sd_bus_error_set(error, NORN_ERROR_INVALID_ARGUMENT,
-                                        "Invalid cursor: pass \"\" or the cursor of an earlier GetLogs answer.");
-        if (!db_available(m))
+        r = read_logs_args(msg, &id, &after, &max, error);
+        if (r != 0)
+                return r;
+        if (!manager_db_available(m))
                 return database_unavailable(error);
 
         q = calloc(1, sizeof(*q));
@@ -435,6 +444,22 @@ int bus_method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 return database_unavailable(error);
         }
         return 1;
+}
+
+/* nornd reads the journal as root for the caller, and step output can hold
+ * secrets: unlike the other reading methods, GetLogs needs authorization
+ * (as the HTTP API needs its token). The arguments are checked first, so a
+ * bad one is InvalidArgument or NotFound for everyone. */
+int bus_method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        const char *after;
+        uint32_t max;
+        int64_t id = 0;
+        int r;
+
+        r = read_logs_args(msg, &id, &after, &max, error);
+        if (r != 0)
+                return r;
+        return bus_authorize(userdata, msg, NORN_ACTION_READ_LOGS, logs_authorized, error);
 }
 
 /* --- Validate --- */
@@ -475,9 +500,7 @@ int bus_method_validate(sd_bus_message *msg, void *userdata, sd_bus_error *error
         if (r < 0)
                 return r;
         if (*app && !app_id_is_valid(app))
-                return sd_bus_error_setf(error, NORN_ERROR_INVALID_ARGUMENT,
-                                         "Invalid app name: must match ^[a-z0-9][a-z0-9-]*$, at most %u characters.",
-                                         APP_ID_MAX);
+                return bus_error_invalid_app(error);
         r = discover(m, &list, error);
         if (r < 0)
                 return r;

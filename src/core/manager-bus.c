@@ -9,6 +9,7 @@
 #include "bus-auth.h"
 #include "bus-error.h"
 #include "config-build.h"
+#include "deploy-query.h"
 #include "events.h"
 #include "health.h"
 #include "log.h"
@@ -83,7 +84,7 @@ static void on_deploy_queued(Deployment *d, int r, const char *error, void *user
  * (at once for root, else when polkit has answered). The second half reads
  * the arguments again from the rewound message. */
 
-static int deploy_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+static int deploy_authorized(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error) {
         _cleanup_free_ char *why = NULL, *who = NULL;
         const char *app, *ref;
         int r;
@@ -92,17 +93,11 @@ static int deploy_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *erro
         if (r >= 0)
                 r = sd_bus_message_read(msg, "ss", &app, &ref);
         if (r >= 0)
-                r = bus_caller_describe(msg, &who);
+                r = bus_caller_describe(caller, msg, &who);
         if (r < 0)
                 return r;
         r = scheduler_submit(m, app, ref, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
         return reply_when_queued(msg, r, why, error);
-}
-
-static int invalid_app(sd_bus_error *error) {
-        return sd_bus_error_setf(error, NORN_ERROR_INVALID_ARGUMENT,
-                                 "Invalid app name: must match ^[a-z0-9][a-z0-9-]*$, at most %u characters.",
-                                 APP_ID_MAX);
 }
 
 static int method_deploy(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -113,11 +108,11 @@ static int method_deploy(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 return r;
         if (!app_id_is_valid(app))
-                return invalid_app(error);
+                return bus_error_invalid_app(error);
         return bus_authorize(userdata, msg, NORN_ACTION_DEPLOY, deploy_authorized, error);
 }
 
-static int rollback_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+static int rollback_authorized(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error) {
         _cleanup_free_ char *why = NULL, *who = NULL;
         const char *app;
         uint64_t to;
@@ -127,7 +122,7 @@ static int rollback_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *er
         if (r >= 0)
                 r = sd_bus_message_read(msg, "stb", &app, &to, &restore);
         if (r >= 0)
-                r = bus_caller_describe(msg, &who);
+                r = bus_caller_describe(caller, msg, &who);
         if (r < 0)
                 return r;
         r = rollback_submit(m, app, (int64_t) to, restore, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
@@ -143,13 +138,13 @@ static int method_rollback(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (r < 0)
                 return r;
         if (!app_id_is_valid(app))
-                return invalid_app(error);
+                return bus_error_invalid_app(error);
         if (to > INT64_MAX)
                 return sd_bus_error_set(error, NORN_ERROR_INVALID_ARGUMENT, "Invalid deployment id.");
         return bus_authorize(userdata, msg, NORN_ACTION_ROLLBACK, rollback_authorized, error);
 }
 
-static int restore_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+static int restore_authorized(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error) {
         _cleanup_free_ char *why = NULL, *who = NULL;
         const char *app, *snapshot;
         int r;
@@ -158,7 +153,7 @@ static int restore_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *err
         if (r >= 0)
                 r = sd_bus_message_read(msg, "ss", &app, &snapshot);
         if (r >= 0)
-                r = bus_caller_describe(msg, &who);
+                r = bus_caller_describe(caller, msg, &who);
         if (r < 0)
                 return r;
         r = restore_submit(m, app, snapshot, who, on_deploy_queued, sd_bus_message_ref(msg), &why);
@@ -173,7 +168,7 @@ static int method_restore_snapshot(sd_bus_message *msg, void *userdata, sd_bus_e
         if (r < 0)
                 return r;
         if (!app_id_is_valid(app))
-                return invalid_app(error);
+                return bus_error_invalid_app(error);
         return bus_authorize(userdata, msg, NORN_ACTION_ROLLBACK, restore_authorized, error);
 }
 
@@ -181,7 +176,7 @@ static void on_snapshots(Db *db, const PGresult *res, const char *error, void *u
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = userdata, *reply = NULL;
         int r;
 
-        if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (!deploy_query_ok(res)) {
                 log_debug("Cannot list snapshots: %s", strna(error));
                 (void) sd_bus_reply_method_errorf(call, NORN_ERROR_UNAVAILABLE,
                                                   "Cannot list snapshots: the database is unavailable.");
@@ -190,12 +185,13 @@ static void on_snapshots(Db *db, const PGresult *res, const char *error, void *u
         r = sd_bus_message_new_method_return(call, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(tssttt)");
-        for (int i = 0; r >= 0 && i < PQntuples(res); i++)
-                r = sd_bus_message_append(reply, "(tssttt)", strtoull(PQgetvalue(res, i, 0), NULL, 10),
-                                          PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-                                          strtoull(PQgetvalue(res, i, 3), NULL, 10),
-                                          strtoull(PQgetvalue(res, i, 4), NULL, 10),
-                                          strtoull(PQgetvalue(res, i, 5), NULL, 10));
+        for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
+                SnapshotRow s;
+
+                if (deploy_query_snapshot_read(res, i, &s))
+                        r = sd_bus_message_append(reply, "(tssttt)", (uint64_t) s.id, s.database, s.name,
+                                                  s.size_bytes, s.created_usec, (uint64_t) s.deployment_id);
+        }
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         if (r >= 0)
@@ -213,16 +209,11 @@ static int method_list_snapshots(sd_bus_message *msg, void *userdata, sd_bus_err
         if (r < 0)
                 return r;
         if (!app_id_is_valid(app))
-                return invalid_app(error);
-        if (!m->db || !db_is_up(m->db))
+                return bus_error_invalid_app(error);
+        if (!manager_db_available(m))
                 return sd_bus_error_set(error, NORN_ERROR_UNAVAILABLE, "The database is unavailable.");
 
-        const char *params[] = { app };
-        r = db_query(m->db,
-                     "SELECT id, database, regexp_replace(file, '^.*/', ''), coalesce(size_bytes, 0), "
-                     "       (extract(epoch FROM created_at) * 1000000)::bigint, coalesce(deployment_id, 0) "
-                     "FROM snapshots WHERE app = $1 ORDER BY id DESC",
-                     1, params, on_snapshots, sd_bus_message_ref(msg));
+        r = deploy_query_snapshots(m->db, app, on_snapshots, sd_bus_message_ref(msg));
         if (r < 0) {
                 sd_bus_message_unref(msg);
                 return sd_bus_error_set(error, NORN_ERROR_UNAVAILABLE, "The database is unavailable.");
@@ -230,7 +221,7 @@ static int method_list_snapshots(sd_bus_message *msg, void *userdata, sd_bus_err
         return 1;
 }
 
-static int cancel_authorized(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+static int cancel_authorized(Manager *m, sd_bus_message *msg, const BusCaller *caller, sd_bus_error *error) {
         Deployment *d;
         uint64_t id;
         int r;

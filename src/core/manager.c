@@ -114,6 +114,10 @@ static void on_db_state(Db *db, bool up, void *userdata) {
         manager_update_status(m);
 }
 
+bool manager_db_available(Manager *m) {
+        return m->db && db_is_up(m->db);
+}
+
 void manager_update_status(Manager *m) {
         HealthState h;
         bool ok;

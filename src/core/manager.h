@@ -55,6 +55,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 
+/* Whether PostgreSQL is connected: the reading APIs answer Unavailable
+ * at once rather than queue a query that cannot run. */
+bool manager_db_available(Manager *m);
+
 /* Called whenever something health() reports may have changed. */
 void manager_update_status(Manager *m);
 

@@ -3,10 +3,12 @@ real nornd and a real pipeline: every reading method compared with
 PostgreSQL and the journal, filters and paging, hostile arguments, named
 errors, wrong argument types, PropertiesChanged during a deploy (seen with
 dbus-monitor), and who may change things: an unprivileged uid (setpriv) is
-refused Deploy/Cancel/Rollback/RestoreSnapshot but may read; members of
-NORN_ADMIN_GROUP pass where polkit is absent; with the real polkitd on the
+refused Deploy/Cancel/Rollback/RestoreSnapshot and GetLogs but may read the
+rest; members of NORN_ADMIN_GROUP pass where polkit is absent; with the real polkitd on the
 bus (tests/integration/polkitlib.py), its rules decide, keyed by action id and
-user, and an authentication challenge reaches a real agent (pkttyagent)."""
+user, and an authentication challenge reaches a real agent (pkttyagent).
+BusPolicyTest checks dbus/org.norn.Norn1.conf on a bus of its own: LogLine
+reaches root only."""
 import fcntl
 import json
 import os
@@ -14,17 +16,19 @@ import pty
 import re
 import select
 import subprocess
+import sys
 import tempfile
 import termios
+import threading
 import time
 import unittest
 
-from nornlib import Nornd, main, run, wait_until
+from nornlib import SOURCE_DIR, Nornd, main, run, wait_until
 from pipeline_env import PipelineEnv, psql
 from polkitlib import Polkitd
 
 DEST = ["org.norn.Norn1", "/org/norn/Norn1", "org.norn.Norn1.Manager"]
-DEPLOY, ROLLBACK = "org.norn.deploy", "org.norn.rollback"
+DEPLOY, ROLLBACK, READ_LOGS = "org.norn.deploy", "org.norn.rollback", "org.norn.read-logs"
 # busctl allows interactive authorization too, but prints no AccessDenied message.
 GDBUS_DEPLOY = ["gdbus", "call", "--session", "--interactive", "--dest", DEST[0], "--object-path", DEST[1],
                 "--method", DEST[2] + ".Deploy", "hello", "HEAD"]
@@ -57,12 +61,14 @@ def send(method, *args, prefix=()):
     return p.returncode, p.stdout, p.stderr
 
 
-def rules(deploy=None, rollback=None):
+def rules(deploy=None, rollback=None, read_logs=None):
     """polkit JavaScript rules: user nobody gets polkit.Result.<deploy> for
-    org.norn.deploy and .<rollback> for org.norn.rollback; anything else is
-    left to the actions' defaults (auth_admin_keep)."""
+    org.norn.deploy, .<rollback> for org.norn.rollback and .<read_logs> for
+    org.norn.read-logs; anything else is left to the actions' defaults
+    (auth_admin_keep)."""
     body = "".join(f'    if (subject.user == "nobody" && action.id == "{action}") return polkit.Result.{result};\n'
-                   for action, result in ((DEPLOY, deploy), (ROLLBACK, rollback)) if result)
+                   for action, result in ((DEPLOY, deploy), (ROLLBACK, rollback), (READ_LOGS, read_logs))
+                   if result)
     return "polkit.addRule(function(action, subject) {\n" + body + "});\n"
 
 
@@ -432,12 +438,21 @@ class DbusApiTest(unittest.TestCase):
             self.assertBusError(send(method, *args, prefix=NOBODY), "org.freedesktop.DBus.Error.AccessDenied",
                                 method, text=r"uid 65534 is not allowed")
         self.assertEqual(counts(), before)
-        # Reading is open.
+        # Reading is open, but for the logs.
         for method, sig, args in (("ListApps", "", ()), ("ListDeployments", "ssu", ("", "", 0)),
-                                  ("GetDeployment", "t", (self.deploy_id,)),
-                                  ("GetLogs", "tsu", (self.deploy_id, "", 5)), ("Validate", "s", ("",)),
+                                  ("GetDeployment", "t", (self.deploy_id,)), ("Validate", "s", ("",)),
                                   ("ListSnapshots", "s", ("hello",)), ("Health", "", ())):
             call(method, sig, *args, prefix=NOBODY)
+        code, out, err = send("GetLogs", f"uint64:{self.deploy_id}", "string:", "uint32:5", prefix=NOBODY)
+        self.assertBusError((code, out, err), "org.freedesktop.DBus.Error.AccessDenied",
+                            text=r"uid 65534 is not allowed to read deployment logs \(polkit action "
+                                 r"org\.norn\.read-logs\): polkit is not running")
+        self.assertNotIn("Deployment", out + err)
+        # Arguments are checked first: a bad one is the same answer for anyone.
+        for bad in ("a b", "x" * 600, "\t"):
+            self.assertBusError(send("GetLogs", f"uint64:{self.deploy_id}", "string:" + bad, "uint32:0",
+                                     prefix=NOBODY), ERR + "InvalidArgument", bad)
+        self.assertBusError(send("GetLogs", "uint64:0", "string:", "uint32:0", prefix=NOBODY), ERR + "NotFound")
         self.assertEqual(counts(), before)
 
     def test_09_admin_group_without_polkit(self):
@@ -448,6 +463,9 @@ class DbusApiTest(unittest.TestCase):
         self.assertBusError(send("Rollback", "string:nosuch", "uint64:0", "boolean:false", prefix=ADMIN),
                             ERR + "NotFound")
         self.assertBusError(send("Cancel", f"uint64:{self.deploy_id}", prefix=ADMIN), ERR + "AlreadyFinished")
+        # The group comes from the bus (UnixGroupIDs), and lets its members read logs.
+        self.assertEqual(call("GetLogs", "tsu", self.deploy_id, "", 0, prefix=ADMIN),
+                         call("GetLogs", "tsu", self.deploy_id, "", 0))
         self.assertEqual(counts(), before)
 
     def test_10_polkit_refuses(self):
@@ -528,6 +546,31 @@ class DbusApiTest(unittest.TestCase):
             self.assertEqual(pk.asked(), [(DEPLOY, "nobody")] * 4)
         self.assertEqual(counts(), before)
 
+    def test_15_polkit_decides_logs(self):
+        lines = call("GetLogs", "tsu", self.deploy_id, "", 0)
+        self.assertTrue(lines[0])
+        with Polkitd(rules(deploy="YES", rollback="YES", read_logs="NO")) as pk:
+            self.assertBusError(send("GetLogs", f"uint64:{self.deploy_id}", "string:", "uint32:0", prefix=NOBODY),
+                                "org.freedesktop.DBus.Error.AccessDenied",
+                                text="uid 65534 is not allowed to read deployment logs.*polkit refused")
+            # With polkit there, the group alone is not enough.
+            self.assertBusError(send("GetLogs", f"uint64:{self.deploy_id}", "string:", "uint32:0", prefix=ADMIN),
+                                "org.freedesktop.DBus.Error.AccessDenied", text="polkit refused")
+            self.assertEqual(pk.asked(), [(READ_LOGS, "nobody"), (READ_LOGS, "nobody")])
+        with Polkitd(rules(read_logs="AUTH_ADMIN")) as pk:
+            self.assertBusError(send("GetLogs", f"uint64:{self.deploy_id}", "string:", "uint32:0", prefix=NOBODY),
+                                "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+                                text="Authentication is required to read deployment logs")
+        with Polkitd(rules(read_logs="YES")) as pk:
+            self.assertEqual(call("GetLogs", "tsu", self.deploy_id, "", 0, prefix=NOBODY), lines)
+            # Deploying is still refused: the action is the logs' only.
+            self.assertBusError(send("Deploy", "string:hello", "string:HEAD", prefix=NOBODY),
+                                "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired")
+            self.assertEqual(pk.asked(), [(READ_LOGS, "nobody"), (DEPLOY, "nobody")])
+            # root is not asked.
+            self.assertEqual(call("GetLogs", "tsu", self.deploy_id, "", 0), lines)
+            self.assertEqual(len(pk.asked()), 2)
+
     def test_14_wrong_argument_types(self):
         cases = [("ListApps", ["string:x"]), ("ListDeployments", ["string:hello"]),
                  ("ListDeployments", ["string:", "string:", "int32:5"]),
@@ -543,6 +586,123 @@ class DbusApiTest(unittest.TestCase):
             self.env.nornd.alive()
         newest = int(psql("SELECT max(id) FROM deployments WHERE status = 'deployed'"))
         self.assertEqual(call("ListDeployments", "ssu", "hello", "deployed", 1)[0][0][0], newest)
+
+
+# The stock system bus's default policy (/usr/share/dbus-1/system.conf), with
+# our file included as it is from system.d; any uid may connect.
+SYSTEM_BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>{conf}</include>
+</busconfig>
+"""
+
+# Owns org.norn.Norn1 as root and emits, when told, LogLine then StepChanged.
+EMITTER = r"""
+import sys, dbus, dbus.lowlevel
+bus = dbus.bus.BusConnection(sys.argv[1])
+assert bus.request_name("org.norn.Norn1") == dbus.bus.REQUEST_NAME_REPLY_PRIMARY_OWNER
+print("owned", flush=True)
+sys.stdin.readline()
+for member, sig, args in (("LogLine", "tssss", (7, "hello", "build", "stdout", "SECRET-LINE")),
+                          ("StepChanged", "tssst", (7, "hello", "build", "succeeded", 1))):
+    m = dbus.lowlevel.SignalMessage("/org/norn/Norn1", "org.norn.Norn1.Manager", member)
+    m.append(*args, signature=sig)
+    bus.send_message(m)
+bus.flush()
+print("sent", flush=True)
+sys.stdin.readline()
+"""
+
+
+class BusPolicyTest(unittest.TestCase):
+    """dbus/org.norn.Norn1.conf on a system-style dbus-daemon: LogLine (step
+    output) reaches root, not other users; other signals reach everyone."""
+
+    def test_log_line_only_for_root(self):
+        d = tempfile.mkdtemp(prefix="norn-bus-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", d]))
+        os.chmod(d, 0o755)
+        socket = os.path.join(d, "bus")
+        conf = os.path.join(d, "bus.conf")
+        with open(conf, "w") as f:
+            f.write(SYSTEM_BUS_CONF.format(socket=socket, conf=os.path.join(SOURCE_DIR, "dbus",
+                                                                              "org.norn.Norn1.conf")))
+        procs = []
+
+        def start(cmd, **kw):
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+            procs.append(p)
+            return p
+
+        def kill():
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+
+        def stop():
+            watchdog.cancel()
+            kill()
+            for p in procs:
+                p.wait()
+                p.stdout.close()
+        # Reads below block: nothing may hang the suite.
+        watchdog = threading.Timer(60, kill)
+        watchdog.start()
+        self.addCleanup(stop)
+
+        daemon = start(["dbus-daemon", "--nofork", "--nopidfile", "--config-file=" + conf, "--print-address"])
+        address = daemon.stdout.readline().strip()
+        self.assertTrue(address.startswith("unix:path="), address)
+
+        emitter = start([sys.executable, "-c", EMITTER, address], stdin=subprocess.PIPE, cwd=d)
+        self.assertEqual(emitter.stdout.readline().strip(), "owned")
+        # A plain match on the sender, as any client subscribes: no eavesdropping.
+        monitor = ["stdbuf", "-oL", "gdbus", "monitor", "--address", address, "--dest", "org.norn.Norn1"]
+        root = start(monitor)
+        nobody = start(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + monitor)
+        for p in (root, nobody):
+            out = ""
+            while "is owned by" not in out:
+                line = p.stdout.readline()
+                self.assertTrue(line, out)
+                out += line
+        time.sleep(0.5)   # the matches are added before the owner is asked
+        emitter.stdin.write("go\n")
+        emitter.stdin.flush()
+        self.assertEqual(emitter.stdout.readline().strip(), "sent")
+
+        def seen(p):
+            out = ""
+            for line in p.stdout:
+                out += line
+                if "StepChanged" in line:
+                    return out
+            raise AssertionError(f"no StepChanged: {out!r}")
+        root_out, nobody_out = seen(root), seen(nobody)
+        self.assertIn("LogLine", root_out)
+        self.assertIn("SECRET-LINE", root_out)
+        self.assertNotIn("LogLine", nobody_out)
+        self.assertNotIn("SECRET", nobody_out)
+        self.assertIn("'succeeded'", nobody_out)
 
 
 class UnavailableDatabaseTest(unittest.TestCase):
