@@ -74,7 +74,7 @@ static const Verb verbs[] = {
         { "status",         0, "A",  ctl_status },
         { "history",        0, "A",  ctl_history },
         { "show",           1, "I",  ctl_show },
-        { "logs",           1, "I",  ctl_logs },
+        { "logs",           1, "I",  ctl_logs, true },
         { "snapshots",      1, "A",  ctl_snapshots },
         { "validate",       0, "A",  ctl_validate },
         { "health",         0, "",   ctl_health },
