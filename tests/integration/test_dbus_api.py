@@ -96,16 +96,19 @@ def with_agent(cmd, timeout=60):
             raise AssertionError(f"pkttyagent exited ({agent.returncode}): {os.read(master, 65536)!r}")
         caller.stdin.write("go\n")
         caller.stdin.close()
-        deadline, answered = time.monotonic() + timeout, False
+        # The agent may switch echo off (TCSAFLUSH) just after its prompt
+        # shows, dropping an answer typed at once: answer again while the
+        # prompt is the last thing it said.
+        deadline, answered_at = time.monotonic() + timeout, 0.0
         while caller.poll() is None and time.monotonic() < deadline:
             if select.select([master], [], [], 0.1)[0]:
                 try:
                     shown += os.read(master, 65536)
                 except OSError:   # EIO: the agent closed its tty
                     time.sleep(0.1)
-            if not answered and b"Password:" in shown:
+            if shown.rstrip().endswith(b"Password:") and time.monotonic() - answered_at > 3:
                 os.write(master, b"not-the-password\n")
-                answered = True
+                answered_at = time.monotonic()
         if caller.poll() is None:
             caller.kill()
             raise AssertionError(f"{cmd!r} did not finish; agent showed {shown!r}")
@@ -536,7 +539,7 @@ class DbusApiTest(unittest.TestCase):
             self.assertNotEqual(code, 0, out)
             self.assertIn("AUTHENTICATING FOR org.norn.deploy", agent)
             self.assertIn("Authentication is required to deploy an app or cancel a deployment.", agent)
-            self.assertIn("org.freedesktop.DBus.Error.AccessDenied: Access denied: uid 65534", err)
+            self.assertIn("org.freedesktop.DBus.Error.AccessDenied: Access denied: uid 65534", err, agent)
             self.assertIn("polkit refused", err)
             # Same agent, no interaction allowed: it is not asked.
             code, out, err, agent = with_agent(["dbus-send", "--session", "--print-reply", "--dest=" + DEST[0],

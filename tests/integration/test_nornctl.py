@@ -481,9 +481,20 @@ class NornctlTest(unittest.TestCase):
             def capture():
                 return run(tmux + ["capture-pane", "-p", "-J", "-S", "-100", "-t", "pk"]).stdout
             wait_until(lambda: "Password:" in capture(), timeout=60, interval=0.2, what="polkit's password prompt")
-            run(tmux + ["send-keys", "-t", "pk", "not-the-password", "Enter"])
-            screen = wait_until(lambda: "EXIT=" in capture() and capture(), timeout=60, interval=0.2,
-                                what="nornctl to give up")
+            # Typed again while the prompt is still the last line: the agent
+            # may flush input typed before it switched echo off.
+            answered_at = 0.0
+
+            def answer_until_done():
+                nonlocal answered_at
+                screen = capture()
+                if "EXIT=" in screen:
+                    return screen
+                if screen.rstrip().endswith("Password:") and time.monotonic() - answered_at > 3:
+                    run(tmux + ["send-keys", "-t", "pk", "not-the-password", "Enter"])
+                    answered_at = time.monotonic()
+                return None
+            screen = wait_until(answer_until_done, timeout=90, interval=0.2, what="nornctl to give up")
             self.assertIn("AUTHENTICATING FOR org.norn.deploy", screen)
             self.assertIn("EXIT=1", screen)
             self.assertRegex(screen, r"uid 65534 is not allowed to deploy or cancel.*polkit refused")
