@@ -37,10 +37,9 @@
 #include "log.h"
 #include "macro.h"
 #include "strv.h"
+#include "tap.h"
 
 #define ITERATIONS 6
-
-static unsigned n_checks, n_failed;
 
 static void diag(const char *format, ...) _printf_(1, 2);
 static void diag(const char *format, ...) {
@@ -52,21 +51,6 @@ static void diag(const char *format, ...) {
         va_end(ap);
         fputc('\n', stdout);
         fflush(stdout);
-}
-
-static bool check(bool ok, const char *format, ...) _printf_(2, 3);
-static bool check(bool ok, const char *format, ...) {
-        va_list ap;
-
-        printf("%s %u - ", ok ? "ok" : "not ok", ++n_checks);
-        va_start(ap, format);
-        vprintf(format, ap);
-        va_end(ap);
-        putchar('\n');
-        fflush(stdout);
-        if (!ok)
-                n_failed++;
-        return ok;
 }
 
 /* ---- An independent cron evaluator (crontab(5)) ----------------------------------- */

@@ -35,13 +35,13 @@
 #include "db.h"
 #include "log.h"
 #include "macro.h"
+#include "tap.h"
 
 #define USEC_PER_MSEC UINT64_C(1000)
 #define USEC_PER_SEC  UINT64_C(1000000)
 
 static sd_event *event;
 static const char *base_url;
-static unsigned n_checks, n_failed;
 static char *tmp_root;
 
 /* ---- reporting ---- */
@@ -56,14 +56,6 @@ static void diag(const char *format, ...) {
         va_end(ap);
         fputc('\n', stdout);
         fflush(stdout);
-}
-
-static bool check(bool ok, const char *name) {
-        printf("%s %u - %s\n", ok ? "ok" : "not ok", ++n_checks, name);
-        fflush(stdout);
-        if (!ok)
-                n_failed++;
-        return ok;
 }
 
 /* Inside a check: print why a condition failed and remember it. */

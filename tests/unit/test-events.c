@@ -12,23 +12,7 @@
 #include "events.h"
 #include "macro.h"
 #include "manager.h"
-
-static unsigned n_checks, n_failed;
-
-static bool check(bool ok, const char *format, ...) _printf_(2, 3);
-static bool check(bool ok, const char *format, ...) {
-        va_list ap;
-
-        n_checks++;
-        printf("%s %u - ", ok ? "ok" : "not ok", n_checks);
-        va_start(ap, format);
-        vprintf(format, ap);
-        va_end(ap);
-        putchar('\n');
-        if (!ok)
-                n_failed++;
-        return ok;
-}
+#include "tap.h"
 
 int main(void) {
         /* No bus, no WebSocket client: only the history is exercised. */

@@ -24,6 +24,7 @@
 
 #include "http-server.h"
 #include "log.h"
+#include "tap.h"
 
 /* RFC 6455 section 1.3: the key and the accept value that goes with it. */
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
@@ -31,8 +32,6 @@
 
 static uint16_t port, port2;
 static int done_fd = -EBADF;
-static unsigned n_checks, n_failed;
-
 /* Main-thread state, read by the client only through /test/stats. */
 static HttpServer *server;
 static sd_event *server_event;
@@ -242,21 +241,6 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* ---- client thread: raw sockets ---- */
-
-static void check(bool ok, const char *fmt, ...) _printf_(2, 3);
-static void check(bool ok, const char *fmt, ...) {
-        va_list ap;
-
-        n_checks++;
-        if (!ok)
-                n_failed++;
-        printf("%s %u - ", ok ? "ok" : "not ok", n_checks);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-}
 
 static uint64_t now_msec(void) {
         struct timespec ts;

@@ -18,26 +18,12 @@
 #include "git-ref.h"
 #include "infraspec.h"
 #include "macro.h"
+#include "tap.h"
 
 #define FILENAME "apps/web/infraspec.yaml"
 #define SECRET "s3cr3t-hook-value"
 
-static unsigned n_checks, n_failed;
 static char tmpdir[] = "/tmp/test-infraspec-XXXXXX";
-
-static bool check(bool ok, const char *format, ...) _printf_(2, 3);
-static bool check(bool ok, const char *format, ...) {
-        va_list ap;
-
-        printf("%sok %u - ", ok ? "" : "not ", ++n_checks);
-        va_start(ap, format);
-        vprintf(format, ap);
-        va_end(ap);
-        putchar('\n');
-        if (!ok)
-                n_failed++;
-        return ok;
-}
 
 /* Test names with control characters, printable on one line. */
 static const char *esc(const char *s) {

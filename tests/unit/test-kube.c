@@ -22,29 +22,15 @@
 #include "curl-glue.h"
 #include "kube-config.h"
 #include "kube.h"
+#include "tap.h"
 
 #define TOKEN "t0ken-S3CRET-never-in-errors"
 #define WRONG_TOKEN "wr0ng-S3CRET-never-in-errors"
 #define RO_TOKEN "r3adonly-S3CRET-never-in-errors"
 
-static unsigned n_checks, n_failed;
 static char dir[PATH_MAX];
 static char source_dir[PATH_MAX];
 static sd_event *event;
-
-static void check(int ok, const char *fmt, ...) _printf_(2, 3);
-static void check(int ok, const char *fmt, ...) {
-        va_list ap;
-
-        printf("%s %u - ", ok ? "ok" : "not ok", ++n_checks);
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        putchar('\n');
-        fflush(stdout);
-        if (!ok)
-                n_failed++;
-}
 
 static void diag(const char *fmt, ...) _printf_(1, 2);
 static void diag(const char *fmt, ...) {

@@ -23,30 +23,15 @@
 #include "log.h"
 #include "macro.h"
 #include "step-run.h"
+#include "tap.h"
 
 #define MAX_LINES 256
 #define SLICE "norn-test.slice"
 
-static int n_checks, n_failed;
 static sd_event *event;
 static sd_bus *bus;     /* the one step-run uses */
 static sd_bus *qbus;    /* a second connection for synchronous queries */
 static char unit_prefix[64];
-
-static bool check(bool ok, const char *format, ...) _printf_(2, 3);
-static bool check(bool ok, const char *format, ...) {
-        va_list ap;
-
-        printf("%s %d - ", ok ? "ok" : "not ok", ++n_checks);
-        va_start(ap, format);
-        vprintf(format, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-        if (!ok)
-                n_failed++;
-        return ok;
-}
 
 static uint64_t now_usec(void) {
         struct timespec ts;
@@ -1110,6 +1095,6 @@ int main(void) {
         sd_bus_flush_close_unref(bus);
         sd_bus_flush_close_unref(qbus);
         sd_event_unref(event);
-        printf("# %d checks, %d failed\n", n_checks, n_failed);
+        printf("# %u checks, %u failed\n", n_checks, n_failed);
         return n_failed > 0 ? 1 : 0;
 }

@@ -9,22 +9,7 @@
 #include "macro.h"
 #include "string-util.h"
 #include "utf8.h"
-
-static unsigned n_checks, n_failed;
-
-static void check(bool ok, const char *format, ...) _printf_(2, 3);
-static void check(bool ok, const char *format, ...) {
-        va_list ap;
-
-        n_checks++;
-        printf("%s %u - ", ok ? "ok" : "not ok", n_checks);
-        va_start(ap, format);
-        vprintf(format, ap);
-        va_end(ap);
-        putchar('\n');
-        if (!ok)
-                n_failed++;
-}
+#include "tap.h"
 
 int main(void) {
         static const char *const valid[] = {
