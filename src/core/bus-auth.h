@@ -40,9 +40,10 @@ typedef int (*BusAuthorizedFunc)(Manager *m, sd_bus_message *call, const BusCall
                                  sd_bus_error *error);
 
 /* Authorizes the caller of call for action, then runs fn(m, call, caller).
- * Returns like an sd-bus method handler: fn's result when that is decided at
- * once, 1 when polkit is asked (fn runs, or the denial is sent, on its
- * answer). */
+ * Never waits: the bus daemon is asked for the caller's credentials (and
+ * polkit after it) asynchronously, and fn runs, or the denial is sent, from
+ * the reply callback. Returns like an sd-bus method handler: 1 once the
+ * question is on its way, or an error (set or r < 0) when it cannot be asked. */
 int bus_authorize(Manager *m, sd_bus_message *call, const char *action, BusAuthorizedFunc fn,
                   sd_bus_error *error);
 
