@@ -14,7 +14,8 @@
  * "stream", "priority"}], "cursor", "more" (the limit cut the page short),
  * "finished" (the deployment has ended: no more lines will come)}.
  *
- * The journal is read through deploy-log.h, as the D-Bus GetLogs does. */
+ * The journal is read through deploy-log.h, as the D-Bus GetLogs does, a
+ * slice of lines per loop iteration (deploy_log_read_async()). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -89,6 +90,10 @@ static bool logs_call_finished(LogsCall *c) {
 static void logs_call_answer(LogsCall *c) {
         json_t *body;
 
+        /* The wait ended in the middle of a read: the page is cut short. */
+        if (deploy_log_reading(c->log))
+                c->more = true;
+
         body = json_pack("{s:I, s:s, s:O, s:o, s:b, s:b}",
                          "deploymentId", (json_int_t) c->id,
                          "app", c->app,
@@ -109,23 +114,16 @@ static json_t *logs_line_json(const DeployLogLine *line) {
                          "priority", line->priority >= 0 ? json_integer(line->priority) : json_null());
 }
 
-/* Reads on from the journal's position into c->lines, up to the limit. */
-static int logs_read(LogsCall *c) {
-        int r;
+static int logs_start_read(LogsCall *c);
 
-        while (json_array_size(c->lines) < c->limit) {
-                _cleanup_(deploy_log_line_done) DeployLogLine line = {};
+static int on_logs_line(DeployLogLine *line, void *userdata) {
+        LogsCall *c = userdata;
 
-                r = deploy_log_next(c->log, &line);
-                if (r <= 0)
-                        return r;
-                if (json_array_append_new(c->lines, logs_line_json(&line)) < 0)
-                        return -ENOMEM;
-                free(c->cursor);
-                c->cursor = TAKE_PTR(line.cursor);
-        }
-        c->more = true;
-        return 0;
+        if (json_array_append_new(c->lines, logs_line_json(line)) < 0)
+                return -ENOMEM;
+        free(c->cursor);
+        c->cursor = TAKE_PTR(line->cursor);
+        return json_array_size(c->lines) < c->limit;
 }
 
 static int on_logs_timer(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -145,11 +143,14 @@ static int on_logs_journal(sd_event_source *es, int fd, uint32_t revents, void *
         }
         if (r == SD_JOURNAL_NOP && !logs_call_finished(c))
                 return 0;
-        r = logs_read(c);
-        if (r < 0)
+        /* Not watched while the new lines are read. */
+        r = sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+        if (r >= 0)
+                r = logs_start_read(c);
+        if (r < 0) {
                 log_debug_errno(r, "Failed to read the journal: %m");
-        if (r < 0 || json_array_size(c->lines) > 0 || logs_call_finished(c))
                 logs_call_answer(c);
+        }
         return 0;
 }
 
@@ -183,8 +184,56 @@ static int logs_wait(LogsCall *c) {
                 return r;
         c->waiting = true;
         n_followers++;
-        http_responder_set_gone_callback(c->responder, on_logs_gone, c);
         return 0;
+}
+
+static void logs_fail(LogsCall *c, int r) {
+        log_warning_errno(r, "Failed to read the journal for deployment %" PRIi64 ": %m", c->id);
+        api_respond_error(TAKE_PTR(c->responder), 503, "unavailable", "the journal cannot be read");
+        logs_call_free(c);
+}
+
+/* A page read (r: 1 full, 0 no more lines yet, < 0 error). */
+static void on_logs_read(DeployLog *l, int r, void *userdata) {
+        LogsCall *c = userdata;
+
+        if (r > 0)
+                c->more = true;
+        if (c->waiting) {
+                /* Woken by the journal: answer once there is something. */
+                if (r < 0)
+                        log_debug_errno(r, "Failed to read the journal: %m");
+                if (r >= 0 && json_array_size(c->lines) == 0 && !logs_call_finished(c)) {
+                        r = sd_event_source_set_enabled(c->io, SD_EVENT_ON);
+                        if (r >= 0)
+                                return;
+                }
+                logs_call_answer(c);
+                return;
+        }
+        if (r < 0) {
+                logs_fail(c, r);
+                return;
+        }
+        if (json_array_size(c->lines) == 0 && c->follow && !logs_call_finished(c)) {
+                r = logs_wait(c);
+                if (r == -EBUSY) {
+                        api_respond_error(TAKE_PTR(c->responder), 429, "too_many_requests",
+                                          "too many log followers; try again without follow=1");
+                        logs_call_free(c);
+                        return;
+                }
+                if (r < 0)
+                        logs_fail(c, r);
+                return;
+        }
+        logs_call_answer(c);
+}
+
+/* Reads on from the journal's position into c->lines, up to the limit, a
+ * slice per loop iteration; on_logs_read() goes on from there. */
+static int logs_start_read(LogsCall *c) {
+        return deploy_log_read_async(c->log, c->manager->event, on_logs_line, on_logs_read, c);
 }
 
 static void logs_start(LogsCall *c) {
@@ -198,25 +247,13 @@ static void logs_start(LogsCall *c) {
                 return;
         }
         if (r >= 0)
-                r = logs_read(c);
-        if (r >= 0 && json_array_size(c->lines) == 0 && c->follow && !logs_call_finished(c)) {
-                r = logs_wait(c);
-                if (r == -EBUSY) {
-                        api_respond_error(TAKE_PTR(c->responder), 429, "too_many_requests",
-                                          "too many log followers; try again without follow=1");
-                        logs_call_free(c);
-                        return;
-                }
-                if (r >= 0)
-                        return;
-        }
+                r = logs_start_read(c);
         if (r < 0) {
-                log_warning_errno(r, "Failed to read the journal for deployment %" PRIi64 ": %m", c->id);
-                api_respond_error(TAKE_PTR(c->responder), 503, "unavailable", "the journal cannot be read");
-                logs_call_free(c);
+                logs_fail(c, r);
                 return;
         }
-        logs_call_answer(c);
+        /* From now on the call lives in the event loop: a client gone frees it. */
+        http_responder_set_gone_callback(c->responder, on_logs_gone, c);
 }
 
 static void on_logs_row(Db *db, const PGresult *res, const char *error, void *userdata) {

@@ -14,7 +14,17 @@ struct DeployLog {
         sd_journal *journal;
         uint64_t queued_usec, finished_usec;
         char *after;             /* the first entry may be this one: skip it */
+
+        /* deploy_log_read_async(), while it reads */
+        sd_event_source *slice;
+        DeployLogLineFunc on_line;
+        DeployLogDoneFunc on_done;
+        void *userdata;
+        DeployLog *reading_prev, *reading_next;
 };
+
+/* Every DeployLog with a read going, for deploy_log_cancel_reads(). */
+static DeployLog *reading;
 
 bool deploy_log_cursor_is_valid(const char *s) {
         size_t n = strlen(s);
@@ -27,9 +37,23 @@ bool deploy_log_cursor_is_valid(const char *s) {
         return true;
 }
 
+static void read_stop(DeployLog *l) {
+        if (!l->slice)
+                return;
+        l->slice = sd_event_source_disable_unref(l->slice);
+        if (l->reading_prev)
+                l->reading_prev->reading_next = l->reading_next;
+        else
+                reading = l->reading_next;
+        if (l->reading_next)
+                l->reading_next->reading_prev = l->reading_prev;
+        l->reading_prev = l->reading_next = NULL;
+}
+
 DeployLog *deploy_log_free(DeployLog *l) {
         if (!l)
                 return NULL;
+        read_stop(l);
         sd_journal_close(l->journal);
         free(l->after);
         return mfree(l);
@@ -145,4 +169,64 @@ int deploy_log_next(DeployLog *l, DeployLogLine *ret) {
 
 sd_journal *deploy_log_journal(DeployLog *l) {
         return l->journal;
+}
+
+static void read_finish(DeployLog *l, int r) {
+        read_stop(l);
+        l->on_done(l, r, l->userdata); /* may free l */
+}
+
+static int on_slice(sd_event_source *s, uint64_t usec, void *userdata) {
+        DeployLog *l = userdata;
+        int r;
+
+        for (unsigned n = 0; n < DEPLOY_LOG_SLICE; n++) {
+                _cleanup_(deploy_log_line_done) DeployLogLine line = {};
+
+                r = deploy_log_next(l, &line);
+                if (r <= 0) {
+                        read_finish(l, r);
+                        return 0;
+                }
+                r = l->on_line(&line, l->userdata);
+                if (r <= 0) {
+                        read_finish(l, r < 0 ? r : 1);
+                        return 0;
+                }
+        }
+        /* Again on the next iteration, after what else is ready: an
+         * elapsed one-shot timer is pending anew each time it is enabled
+         * (a defer source stays pending and would go first every time). */
+        r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (r < 0)
+                read_finish(l, r);
+        return 0;
+}
+
+int deploy_log_read_async(DeployLog *l, sd_event *event, DeployLogLineFunc on_line, DeployLogDoneFunc on_done,
+                          void *userdata) {
+        int r;
+
+        if (l->slice)
+                return -EBUSY;
+        r = sd_event_add_time(event, &l->slice, CLOCK_MONOTONIC, 0, 1, on_slice, l);
+        if (r < 0)
+                return r;
+        l->on_line = on_line;
+        l->on_done = on_done;
+        l->userdata = userdata;
+        l->reading_next = reading;
+        if (reading)
+                reading->reading_prev = l;
+        reading = l;
+        return 0;
+}
+
+bool deploy_log_reading(DeployLog *l) {
+        return l && l->slice;
+}
+
+void deploy_log_cancel_reads(void) {
+        while (reading)
+                read_finish(reading, -ECANCELED);
 }

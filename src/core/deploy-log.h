@@ -8,10 +8,13 @@
  * queued_at until a minute after finished_at) keeps out entries of another
  * deployment that had the same id in another database. Reading is local file
  * access through sd-journal; callers that wait for more lines watch
- * deploy_log_journal()'s fd in the event loop. */
+ * deploy_log_journal()'s fd in the event loop. A page is read in slices
+ * (deploy_log_read_async()): on a host with a large journal, reading
+ * thousands of entries at once would hold the loop for a long time. */
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <systemd/sd-event.h>
 #include <systemd/sd-journal.h>
 
 #include "macro.h"
@@ -48,3 +51,25 @@ void deploy_log_line_done(DeployLogLine *line);
 
 /* For waiting on new entries (sd_journal_get_fd/process). */
 sd_journal *deploy_log_journal(DeployLog *l);
+
+/* Lines per event loop iteration of deploy_log_read_async(). */
+#define DEPLOY_LOG_SLICE 256U
+
+/* Takes a line (it may steal its strings); > 0 for more, 0 when the page
+ * is full, < 0 to stop with that error. */
+typedef int (*DeployLogLineFunc)(DeployLogLine *line, void *userdata);
+/* The read is over: r is 1 when the page is full, 0 when the journal has no
+ * more lines (yet), < 0 on error (-ECANCELED: deploy_log_cancel_reads()).
+ * l may be freed here. */
+typedef void (*DeployLogDoneFunc)(DeployLog *l, int r, void *userdata);
+
+/* Reads on from l's position, DEPLOY_LOG_SLICE lines per loop iteration,
+ * each handed to on_line, until on_line says the page is full or there is
+ * nothing more; then on_done, always from a later iteration (never from
+ * within this call). One read at a time per l; deploy_log_free() cancels
+ * it silently. */
+int deploy_log_read_async(DeployLog *l, sd_event *event, DeployLogLineFunc on_line, DeployLogDoneFunc on_done,
+                          void *userdata);
+bool deploy_log_reading(DeployLog *l);
+/* At shutdown: ends every read still going with -ECANCELED. */
+void deploy_log_cancel_reads(void);

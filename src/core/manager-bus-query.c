@@ -310,62 +310,75 @@ int bus_method_get_deployment(sd_bus_message *msg, void *userdata, sd_bus_error 
 
 typedef struct LogsQuery {
         sd_bus_message *call;
+        sd_event *event;
         int64_t id;
         char *after;             /* NULL: from the start */
         uint32_t max;
+
+        /* The page, read in slices (deploy_log_read_async()) */
+        DeployLog *log;
+        sd_bus_message *reply;
+        char *cursor;
+        uint32_t n;
+        size_t bytes;
 } LogsQuery;
 
 static void logs_query_free(LogsQuery *q) {
+        deploy_log_free(q->log);
+        sd_bus_message_unref(q->reply);
         sd_bus_message_unref(q->call);
+        free(q->cursor);
         free(q->after);
         free(q);
 }
 
-static int logs_reply(LogsQuery *q, DeployLog *log, sd_bus_message **ret) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_free_ char *cursor = NULL;
-        size_t bytes = 0;
+static int on_logs_line(DeployLogLine *line, void *userdata) {
+        LogsQuery *q = userdata;
+        char *b[2] = {};
         int r;
 
-        r = sd_bus_message_new_method_return(q->call, &reply);
+        r = sd_bus_message_append(q->reply, "(tss)", line->realtime_usec, bus_string(line->step, &b[0]),
+                                  bus_string(line->message, &b[1]));
+        free_strings(b, ELEMENTSOF(b));
         if (r < 0)
                 return r;
-        r = sd_bus_message_open_container(reply, 'a', "(tss)");
-        if (r < 0)
-                return r;
+        q->n++;
+        q->bytes += strlen(line->message) + 64;
+        free(q->cursor);
+        q->cursor = TAKE_PTR(line->cursor);
         /* At most max lines, and a reply well below the bus's message limit:
          * the cursor says where the next page starts. */
-        for (uint32_t n = 0; n < q->max && bytes < BUS_LOGS_REPLY_BYTES_MAX; n++) {
-                _cleanup_(deploy_log_line_done) DeployLogLine line = {};
-                char *b[2] = {};
+        return q->n < q->max && q->bytes < BUS_LOGS_REPLY_BYTES_MAX;
+}
 
-                r = deploy_log_next(log, &line);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                r = sd_bus_message_append(reply, "(tss)", line.realtime_usec, bus_string(line.step, &b[0]),
-                                          bus_string(line.message, &b[1]));
-                free_strings(b, ELEMENTSOF(b));
-                if (r < 0)
-                        return r;
-                bytes += strlen(line.message) + 64;
-                free(cursor);
-                cursor = TAKE_PTR(line.cursor);
-        }
-        r = sd_bus_message_close_container(reply);
+static void on_logs_read(DeployLog *l, int r, void *userdata) {
+        LogsQuery *q = userdata;
+
+        if (r >= 0)
+                r = sd_bus_message_close_container(q->reply);
+        if (r >= 0)
+                r = sd_bus_message_append(q->reply, "s", q->cursor ?: q->after ?: "");
+        if (r < 0)
+                log_warning_errno(r, "Cannot read the journal for deployment %" PRIi64 ": %m", q->id);
+        send_reply(q->call, q->reply, r);
+        logs_query_free(q);
+}
+
+/* A reply in the making, filled a slice per loop iteration: a page of
+ * thousands of entries does not hold the loop. on_logs_read() answers. */
+static int logs_start_read(LogsQuery *q) {
+        int r;
+
+        r = sd_bus_message_new_method_return(q->call, &q->reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "s", cursor ?: q->after ?: "");
+        r = sd_bus_message_open_container(q->reply, 'a', "(tss)");
         if (r < 0)
                 return r;
-        *ret = TAKE_PTR(reply);
-        return 0;
+        return deploy_log_read_async(q->log, q->event, on_logs_line, on_logs_read, q);
 }
 
 static void on_logs_row(Db *db, const PGresult *res, const char *error, void *userdata) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(deploy_log_freep) DeployLog *log = NULL;
         LogsQuery *q = userdata;
         DeploymentRow d;
         int r;
@@ -376,20 +389,18 @@ static void on_logs_row(Db *db, const PGresult *res, const char *error, void *us
                 (void) sd_bus_reply_method_errorf(q->call, NORN_ERROR_NOT_FOUND, "No deployment %" PRIi64 ".",
                                                   q->id);
         else {
-                r = deploy_log_open(q->id, d.app, d.queued_usec, d.finished_usec, q->after, &log);
+                r = deploy_log_open(q->id, d.app, d.queued_usec, d.finished_usec, q->after, &q->log);
                 if (r == -EINVAL)
                         (void) sd_bus_reply_method_errorf(q->call, NORN_ERROR_INVALID_ARGUMENT,
                                                           "The cursor is not one of this deployment's log.");
-                else if (r < 0) {
+                else {
+                        if (r >= 0)
+                                r = logs_start_read(q);
+                        if (r >= 0)
+                                return;
                         log_warning_errno(r, "Cannot open the journal: %m");
                         (void) sd_bus_reply_method_errorf(q->call, NORN_ERROR_UNAVAILABLE,
                                                           "The journal cannot be read.");
-                } else {
-                        r = logs_reply(q, log, &reply);
-                        if (r < 0)
-                                log_warning_errno(r, "Cannot read the journal for deployment %" PRIi64 ": %m",
-                                                  q->id);
-                        send_reply(q->call, reply, r);
                 }
         }
         logs_query_free(q);
@@ -431,6 +442,7 @@ static int logs_authorized(Manager *m, sd_bus_message *msg, const BusCaller *cal
         q = calloc(1, sizeof(*q));
         if (!q)
                 return -ENOMEM;
+        q->event = m->event;
         q->id = id;
         q->max = max == 0 ? BUS_LOGS_MAX_DEFAULT : MIN(max, BUS_LOGS_MAX);
         if (*after && !(q->after = strdup(after))) {

@@ -8,6 +8,7 @@
 #include "api.h"
 #include "config-build.h"
 #include "cron-timer.h"
+#include "deploy-log.h"
 #include "health.h"
 #include "kube.h"
 #include "recovery.h"
@@ -319,6 +320,7 @@ Manager *manager_free(Manager *m) {
          * their StepRun here, their rows are repaired then. */
         m->shutting_down = true;
         http_server_free(m->http);
+        deploy_log_cancel_reads(); /* GetLogs pages still being read: answered while the bus is up */
         cron_timers_free(m->cron);
         db_free(m->db);
         free_deployments(m->deployments);

@@ -6,13 +6,16 @@ right status and changing nothing; then real deploys, logs, cancel,
 rollback and restore through the API."""
 import json
 import os
+import re
 import shutil
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
 
-from nornlib import Nornd, free_port, http_request, main, raw_request, status_of, wait_until
+from fixtures import example_app_files
+from nornlib import Nornd, free_port, http_request, main, raw_request, run, status_of, wait_until
 from pipeline_env import PipelineEnv, psql
 from wslib import WsRefused, ws_connect
 
@@ -46,7 +49,7 @@ def counts():
 class ApiTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env = PipelineEnv(nornd_env={"NORN_API_TOKEN": TOKEN}).__enter__()
+        cls.env = PipelineEnv(nornd_env={"NORN_API_TOKEN": TOKEN}, kube_deployments=("hello", "loud")).__enter__()
         cls.port = cls.env.nornd.port
 
     @classmethod
@@ -365,6 +368,91 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(status, 202, restore)
         restore = self.wait_final(restore["id"])
         self.assertEqual(restore["status"], "deployed", restore)
+
+    def test_13_large_log_in_slices(self):
+        # A step printing 20,000 lines: both APIs return them all, in order,
+        # page by page (a page is read a slice per loop iteration), and
+        # /api/health keeps answering meanwhile.
+        env = self.env
+        spec = example_app_files(env.repo.file_url, app="loud")["infraspec.yaml"]
+        spec, n = re.subn(r"(?m)^  test: .*$", "  test: seq -f line-%05.0f 1 20000", spec)
+        self.assertEqual(n, 1)
+        env.add_app("loud", {"infraspec.yaml": spec})
+        try:
+            status, d = self.req("POST", "/api/apps/loud/deploy", {})
+            self.assertEqual(status, 202, d)
+            done = self.wait_final(d["id"])
+            self.assertEqual(done["status"], "deployed", done)
+            self._check_large_log(d["id"])
+        finally:
+            shutil.rmtree(os.path.join(env.apps, "loud"), ignore_errors=True)
+
+    def _check_large_log(self, deploy_id):
+        expected = [f"line-{i:05d}" for i in range(1, 20001)]
+        time.sleep(2.5)  # journald has stored the last lines: the log says finished
+        journal = [e["MESSAGE"] for e in self.env.journal(deploy_id)]
+        self.assertEqual([m for m in journal if m.startswith("line-")], expected)
+
+        # /api/health asked over and over while the pages are read.
+        reads, healths, stop = [], [], threading.Event()
+
+        def poll_health():
+            while not stop.is_set():
+                start = time.monotonic()
+                status, _ = http_request(self.port, "GET", "/api/health", timeout=10)[:2]
+                healths.append((start, time.monotonic(), status))
+
+        def timed(api, fn):
+            start = time.monotonic()
+            result = fn()
+            reads.append((api, start, time.monotonic()))
+            return result
+
+        poller = threading.Thread(target=poll_health)
+        poller.start()
+        try:
+            # HTTP: pages of the largest limit.
+            http_lines, after = [], None
+            while True:
+                q = "limit=10000" + ("&after=" + urllib.parse.quote(after, safe="") if after else "")
+                status, page = timed("http", lambda: self.req("GET", f"/api/deployments/{deploy_id}/logs?{q}",
+                                                      timeout=60))
+                self.assertEqual(status, 200, page)
+                self.assertLessEqual(len(page["lines"]), 10000)
+                http_lines += page["lines"]
+                after = page["cursor"]
+                if not page["more"]:
+                    break
+            self.assertTrue(page["finished"])
+            # D-Bus: GetLogs pages of its largest max, until an empty page.
+            bus_lines, cursor = [], ""
+            for _ in range(10):
+                p = timed("bus", lambda: run(["busctl", "--user", "--json=short", "call", "org.norn.Norn1",
+                                       "/org/norn/Norn1", "org.norn.Norn1.Manager", "GetLogs", "tsu",
+                                       str(deploy_id), cursor, "10000"], check=False, timeout=60))
+                self.assertEqual(p.returncode, 0, p.stderr)
+                page, next_cursor = json.loads(p.stdout)["data"]
+                self.assertLessEqual(len(page), 10000)
+                if not page:
+                    self.assertEqual(next_cursor, cursor)
+                    break
+                bus_lines += page
+                cursor = next_cursor
+        finally:
+            stop.set()
+            poller.join()
+
+        self.assertEqual([l["message"] for l in http_lines], journal)
+        self.assertEqual([l[2] for l in bus_lines], journal)
+        self.assertEqual([l["message"] for l in http_lines if l["step"] == "test" and l["stream"] == "stdout"],
+                         expected)
+        self.assertTrue(healths)
+        self.assertEqual({s for _, _, s in healths} - {200, 503}, set(), healths[:5])
+        self.assertLess(max(end - start for start, end, _ in healths), 5, "health waited on the log reads")
+        # Some health answers came back while an HTTP page was being asked for.
+        overlapped = [h for h in healths
+                      if any(api == "http" and r0 < h[0] and h[1] < r1 for api, r0, r1 in reads)]
+        self.assertTrue(overlapped, (reads, healths[:10]))
 
     def test_20_clients_leaving_early(self):
         # Clients that leave before their (deferred) answers do not hurt.
