@@ -97,8 +97,9 @@ def with_agent(cmd, timeout=60):
         caller.stdin.write("go\n")
         caller.stdin.close()
         # The agent may switch echo off (TCSAFLUSH) just after its prompt
-        # shows, dropping an answer typed at once: answer again while the
-        # prompt is the last thing it said.
+        # shows, dropping an answer typed at once (then echoed, since echo
+        # was still on): answer again while the prompt, or the prompt with
+        # that echo, is the last thing it said.
         deadline, answered_at = time.monotonic() + timeout, 0.0
         while caller.poll() is None and time.monotonic() < deadline:
             if select.select([master], [], [], 0.1)[0]:
@@ -106,7 +107,7 @@ def with_agent(cmd, timeout=60):
                     shown += os.read(master, 65536)
                 except OSError:   # EIO: the agent closed its tty
                     time.sleep(0.1)
-            if shown.rstrip().endswith(b"Password:") and time.monotonic() - answered_at > 3:
+            if re.search(rb"Password:( not-the-password)?\s*$", shown) and time.monotonic() - answered_at > 3:
                 os.write(master, b"not-the-password\n")
                 answered_at = time.monotonic()
         if caller.poll() is None:
