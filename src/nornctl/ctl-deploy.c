@@ -144,21 +144,15 @@ static int wait_until_done(sd_bus *bus, Follow *f) {
 static int print_final_json(sd_bus *bus, const Follow *f) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(json_decrefp) json_t *j = NULL;
-        json_t *steps = NULL;
         DeploymentInfo d;
         int r;
 
         r = ctl_get_deployment(bus, f->id, &reply, &d);
         if (r < 0)
                 return r;
-        j = deployment_info_to_json(&d);
-        if (!j)
-                return -ENOMEM;
-        r = steps_to_json(reply, &steps);
+        r = deployment_to_json_with_steps(&d, reply, &j);
         if (r < 0)
                 return r;
-        if (json_object_set_new(j, "steps", steps) < 0)
-                return -ENOMEM;
         return ctl_json_print(TAKE_PTR(j));
 }
 

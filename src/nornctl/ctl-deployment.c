@@ -83,7 +83,7 @@ int ctl_get_deployment(sd_bus *bus, uint64_t id, sd_bus_message **ret_reply, Dep
         return 0;
 }
 
-int steps_to_json(sd_bus_message *reply, json_t **ret) {
+static int steps_to_json(sd_bus_message *reply, json_t **ret) {
         _cleanup_(json_decrefp) json_t *steps = json_array();
         StepInfo s;
         int r;
@@ -99,6 +99,22 @@ int steps_to_json(sd_bus_message *reply, json_t **ret) {
         if (r < 0)
                 return ctl_bad_reply(r);
         *ret = TAKE_PTR(steps);
+        return 0;
+}
+
+int deployment_to_json_with_steps(const DeploymentInfo *d, sd_bus_message *reply, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *j = deployment_info_to_json(d);
+        json_t *steps = NULL;
+        int r;
+
+        if (!j)
+                return -ENOMEM;
+        r = steps_to_json(reply, &steps);
+        if (r < 0)
+                return r;
+        if (json_object_set_new(j, "steps", steps) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(j);
         return 0;
 }
 

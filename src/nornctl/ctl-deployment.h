@@ -35,8 +35,9 @@ json_t *step_info_to_json(const StepInfo *s);
 /* GetDeployment(id): the deployment, the reply left at the steps array. */
 int ctl_get_deployment(sd_bus *bus, uint64_t id, sd_bus_message **ret_reply, DeploymentInfo *ret);
 
-/* Reads the steps array of a GetDeployment reply into a JSON array. */
-int steps_to_json(sd_bus_message *reply, json_t **ret);
+/* The deployment with the steps array of its GetDeployment reply, as
+ * `show --json` prints it. */
+int deployment_to_json_with_steps(const DeploymentInfo *d, sd_bus_message *reply, json_t **ret);
 
 /* Prints a deployment and its steps for people (show, status APP). */
 int deployment_print(const DeploymentInfo *d, sd_bus_message *steps_reply);

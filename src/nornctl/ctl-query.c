@@ -153,7 +153,6 @@ int ctl_list_app_names(sd_bus *bus, char **args, const CtlOptions *o) {
 static int show_deployment(sd_bus *bus, uint64_t id, const CtlOptions *o, const char *wrap_key) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(json_decrefp) json_t *j = NULL;
-        json_t *steps = NULL;
         DeploymentInfo d;
         int r;
 
@@ -163,14 +162,9 @@ static int show_deployment(sd_bus *bus, uint64_t id, const CtlOptions *o, const 
         if (!o->json)
                 return deployment_print(&d, reply);
 
-        j = deployment_info_to_json(&d);
-        if (!j)
-                return -ENOMEM;
-        r = steps_to_json(reply, &steps);
+        r = deployment_to_json_with_steps(&d, reply, &j);
         if (r < 0)
                 return r;
-        if (json_object_set_new(j, "steps", steps) < 0)
-                return -ENOMEM;
         if (wrap_key)
                 return ctl_json_print(json_pack("{s:s, s:O}", "app", d.app, wrap_key, j));
         return ctl_json_print(TAKE_PTR(j));
