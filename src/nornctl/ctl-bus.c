@@ -285,3 +285,33 @@ int ctl_host_error(const char *host) {
         return ctl_error(-EINVAL, "invalid host '%.64s%s' for -H: expected [USER@]HOST[:PORT] (no leading '-', "
                          "no whitespace, control or shell characters)", strna(p), strlen(host) > 64 ? "..." : "");
 }
+
+int ctl_subscribe(sd_bus *bus, const char *member, sd_bus_message_handler_t handler, void *userdata) {
+        int r;
+
+        r = sd_bus_match_signal(bus, NULL, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE, member,
+                                handler, userdata);
+        if (r < 0)
+                return ctl_error(r, "cannot subscribe to nornd's signals: %s", strerror(-r));
+        return 0;
+}
+
+static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        bool *gone = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 && streq(name, NORN_BUS_NAME) &&
+            !*new_owner)
+                *gone = true;
+        return 0;
+}
+
+int ctl_watch_nornd_gone(sd_bus *bus, bool *ret_gone) {
+        int r;
+
+        r = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                "NameOwnerChanged", on_owner_changed, ret_gone);
+        if (r < 0)
+                return ctl_error(r, "cannot subscribe to nornd's signals: %s", strerror(-r));
+        return 0;
+}

@@ -34,6 +34,12 @@ int ctl_call_error(const sd_bus_error *error, int r);
  * it. types and the varargs as for sd_bus_call_method(). */
 int ctl_call(sd_bus *bus, const char *method, sd_bus_message **ret_reply, const char *types, ...);
 
+/* Following a deployment: handler for the Manager signal member, and
+ * *ret_gone set true when nornd leaves the bus (NameOwnerChanged). Both
+ * print the error. */
+int ctl_subscribe(sd_bus *bus, const char *member, sd_bus_message_handler_t handler, void *userdata);
+int ctl_watch_nornd_gone(sd_bus *bus, bool *ret_gone);
+
 /* A reply that does not have the expected shape. */
 int ctl_bad_reply(int r);
 

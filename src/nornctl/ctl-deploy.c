@@ -65,18 +65,6 @@ static int on_finished(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return 0;
 }
 
-static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Follow *f = userdata;
-        const char *name, *old_owner, *new_owner;
-
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 && streq(name, NORN_BUS_NAME) &&
-            !*new_owner) {
-                f->daemon_gone = true;
-                f->done = true;
-        }
-        return 0;
-}
-
 static int subscribe(sd_bus *bus, Follow *f) {
         static const struct {
                 const char *member;
@@ -89,16 +77,11 @@ static int subscribe(sd_bus *bus, Follow *f) {
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
-                r = sd_bus_match_signal(bus, NULL, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE,
-                                        signals[i].member, signals[i].handler, f);
+                r = ctl_subscribe(bus, signals[i].member, signals[i].handler, f);
                 if (r < 0)
-                        return ctl_error(r, "cannot subscribe to nornd's signals: %s", strerror(-r));
+                        return r;
         }
-        r = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                "NameOwnerChanged", on_owner_changed, f);
-        if (r < 0)
-                return ctl_error(r, "cannot subscribe to nornd's signals: %s", strerror(-r));
-        return 0;
+        return ctl_watch_nornd_gone(bus, &f->daemon_gone);
 }
 
 static volatile sig_atomic_t interrupted;
@@ -114,7 +97,7 @@ static int wait_until_done(sd_bus *bus, Follow *f) {
         int r;
 
         (void) sigaction(SIGINT, &sa, &old);
-        while (!f->done) {
+        while (!f->done && !f->daemon_gone) {
                 if (interrupted) {
                         progress_clear(&f->progress);
                         (void) sigaction(SIGINT, &old, NULL);

@@ -34,16 +34,6 @@ static int on_deployment_signal(sd_bus_message *m, void *userdata, sd_bus_error 
         return 0;
 }
 
-static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        LogsFollow *f = userdata;
-        const char *name, *old_owner, *new_owner;
-
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 && streq(name, NORN_BUS_NAME) &&
-            !*new_owner)
-                f->daemon_gone = true;
-        return 0;
-}
-
 static void print_line(uint64_t realtime, const char *step, const char *message, json_t *list, bool follow_json) {
         char when[40];
         struct tm tm;
@@ -113,16 +103,11 @@ static int subscribe(sd_bus *bus, LogsFollow *f) {
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(members); i++) {
-                r = sd_bus_match_signal(bus, NULL, NORN_BUS_NAME, NORN_BUS_PATH, NORN_BUS_MANAGER_INTERFACE,
-                                        members[i], on_deployment_signal, f);
+                r = ctl_subscribe(bus, members[i], on_deployment_signal, f);
                 if (r < 0)
-                        return ctl_error(r, "cannot subscribe to nornd's signals: %s", strerror(-r));
+                        return r;
         }
-        r = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                "NameOwnerChanged", on_owner_changed, f);
-        if (r < 0)
-                return ctl_error(r, "cannot subscribe to nornd's signals: %s", strerror(-r));
-        return 0;
+        return ctl_watch_nornd_gone(bus, &f->daemon_gone);
 }
 
 /* Waits for a signal of the deployment, at most timeout. */

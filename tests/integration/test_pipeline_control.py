@@ -124,8 +124,9 @@ class ControlTest(unittest.TestCase):
         p, deploy_id, children = self.start_slow()
         os.kill(self.env.nornd.proc.pid, signal.SIGKILL)
         self.env.nornd.proc.wait()
-        p.communicate(timeout=30)
-        self.assertNotEqual(p.returncode, 0)  # nornctl says nornd went away
+        _, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn(f"nornd went away while deployment {deploy_id} was running", err)
         self.env.nornd.start()
         wait_until(lambda: self.env.row(deploy_id)["status"] == "failed", timeout=30, what="recovery")
         row = self.env.row(deploy_id)
