@@ -4,11 +4,13 @@
 The tree is built twice: as layer folders (src/low, src/mid, src/high, the
 folder is the layer) and flat (everything in src/flat, a map of globs assigns
 the files), compiled with the system C compiler into a meson-like build dir.
-Both must give exactly the same findings.
+Both must give exactly the same findings, and so must the flat tree after
+--move-script has moved it into folders.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,28 +74,74 @@ def write(path, text):
         f.write(text)
 
 
-def make_tree(root, flat):
-    """Sources under root/src and objects where meson puts them; returns the file's folder for each layer."""
-    inc = []
-    for layer, files in TREE.items():
-        folder = "flat" if flat else layer
-        inc.append("-I" + os.path.join(root, "src", folder))
-        for name, text in files.items():
-            write(os.path.join(root, "src", folder, name), text)
-    for layer, files in TREE.items():
-        folder = "flat" if flat else layer
+def compile_tree(root, include_dirs):
+    """Every src/<folder>/*.c into build/src/<folder>/libnorn-<folder>.a.p/, as meson lays it out."""
+    src = os.path.join(root, "src")
+    for folder in sorted(os.listdir(src)):
         objdir = os.path.join(root, "build", "src", folder, f"libnorn-{folder}.a.p")
-        os.makedirs(objdir, exist_ok=True)
-        for name in files:
+        shutil.rmtree(objdir, ignore_errors=True)
+        os.makedirs(objdir)
+        for name in sorted(os.listdir(os.path.join(src, folder))):
             if name.endswith(".c"):
-                subprocess.run([CC, "-c", "-O2", "-g"] + inc + [os.path.join(root, "src", folder, name),
-                                "-o", os.path.join(objdir, name + ".o")], check=True)
+                subprocess.run([CC, "-c", "-O2", "-g"] + ["-I" + os.path.join(root, d) for d in include_dirs]
+                               + [os.path.join(src, folder, name), "-o", os.path.join(objdir, name + ".o")],
+                               check=True)
+
+
+def make_tree(root, flat):
+    """Sources under root/src, objects where meson puts them."""
+    for layer, files in TREE.items():
+        for name, text in files.items():
+            write(os.path.join(root, "src", "flat" if flat else layer, name), text)
+    compile_tree(root, ["src/flat"] if flat else ["src/" + layer for layer in TREE])
 
 
 def run(root, mapfile, *extra):
     return subprocess.run([sys.executable, CHECKER, "--root", root, "--map", mapfile,
                            "--build", os.path.join(root, "build")] + list(extra),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+
+
+def assert_findings(label, root, mapfile, path):
+    """Exactly the known upward include and call, the cycle high <-> low and the two file groups."""
+    r = run(root, mapfile, "--json")
+    assert r.returncode == 0, f"{label}: report mode exits 0, got {r.returncode}: {r.stderr}"
+    found = json.loads(r.stdout)
+    forbidden = sorted((e["kind"], e["src"], e["src_sym"], e["dst"], e["dst_sym"], e["src_layer"], e["dst_layer"])
+                       for e in found["forbidden"])
+    expected = sorted([
+        ("include", path("low", "bad.c"), "2", path("high", "top.h"), None, "low", "high"),
+        ("call", path("low", "bad.c"), "bad_run", path("high", "top.c"), "top_run", "low", "high"),
+    ])
+    assert forbidden == expected, f"{label}: forbidden edges {forbidden}, expected {expected}"
+    assert found["layer_cycles"] == [["high", "low"]], f"{label}: layer cycles {found['layer_cycles']}"
+    groups = found["file_groups"]
+    expected_groups = [sorted([path("high", "top.c"), path("low", "bad.c")]),
+                       sorted([path("mid", "a.c"), path("mid", "b.c")])]
+    assert sorted(groups) == sorted(expected_groups), f"{label}: file groups {groups}"
+    assert found["unassigned"] == [] and found["errors"] == [], f"{label}: {found['unassigned']} {found['errors']}"
+    print(f"ok - {label}: 1 upward include, 1 upward call, cycle high<->low, 2 file groups")
+
+
+def check_move():
+    """--move-script turns the flat tree into the folder tree: same findings from the folder map."""
+    with tempfile.TemporaryDirectory(prefix="check-layers-") as root:
+        make_tree(root, flat=True)
+        mapfile = os.path.join(root, "layers.txt")
+        write(mapfile, FLAT_MAP)
+        subprocess.run(["git", "init", "-q", root], check=True)
+        subprocess.run(["git", "-C", root, "add", "src"], check=True)
+        r = run(root, mapfile, "--move-script")
+        assert r.returncode == 0, r.stderr
+        subprocess.run(["sh", "-c", r.stdout], check=True)
+        assert not os.path.exists(os.path.join(root, "src", "flat", "bad.c"))
+        with open(os.path.join(root, "src", "low", "bad.c")) as f:
+            assert '#include "high/top.h"' in f.read().splitlines(), "includes name the folder"
+        shutil.rmtree(os.path.join(root, "build"))
+        os.rmdir(os.path.join(root, "src", "flat"))
+        compile_tree(root, ["src"])
+        write(mapfile, FOLDER_MAP)
+        assert_findings("moved", root, mapfile, lambda layer, name: f"{layer}/{name}")
 
 
 def check(flat):
@@ -106,23 +154,7 @@ def check(flat):
         def path(layer, name):
             return f"{'flat' if flat else layer}/{name}"
 
-        r = run(root, mapfile, "--json")
-        assert r.returncode == 0, f"{label}: report mode exits 0, got {r.returncode}: {r.stderr}"
-        found = json.loads(r.stdout)
-        forbidden = sorted((e["kind"], e["src"], e["src_sym"], e["dst"], e["dst_sym"], e["src_layer"], e["dst_layer"])
-                           for e in found["forbidden"])
-        expected = sorted([
-            ("include", path("low", "bad.c"), "2", path("high", "top.h"), None, "low", "high"),
-            ("call", path("low", "bad.c"), "bad_run", path("high", "top.c"), "top_run", "low", "high"),
-        ])
-        assert forbidden == expected, f"{label}: forbidden edges {forbidden}, expected {expected}"
-        assert found["layer_cycles"] == [["high", "low"]], f"{label}: layer cycles {found['layer_cycles']}"
-        groups = found["file_groups"]
-        expected_groups = [sorted([path("high", "top.c"), path("low", "bad.c")]),
-                           sorted([path("mid", "a.c"), path("mid", "b.c")])]
-        assert sorted(groups) == sorted(expected_groups), f"{label}: file groups {groups}"
-        assert found["unassigned"] == [] and found["errors"] == [], f"{label}: {found['unassigned']} {found['errors']}"
-        print(f"ok - {label}: 1 upward include, 1 upward call, cycle high<->low, 2 file groups")
+        assert_findings(label, root, mapfile, path)
 
         # The text report names the pair of files and the symbol.
         r = run(root, mapfile)
@@ -167,4 +199,5 @@ def check_map_errors():
 if __name__ == "__main__":
     check(flat=False)
     check(flat=True)
+    check_move()
     check_map_errors()
