@@ -1,0 +1,127 @@
+"""Defects of the security audit (issue 10), each against a real nornd:
+
+- /api/health shows details (kubeconfig path, database errors) only with the
+  token; without it, the status of each component; D-Bus Health has them;
+"""
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import unittest
+import uuid
+
+from nornlib import NORNCTL, Nornd, http_request, main, run, status_of, wait_until
+
+TOKEN = "sec-token-" + os.urandom(12).hex()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SECRET = "sec-hook-" + os.urandom(8).hex()
+# Short, so the slow-body test does not take minutes; the default is 30 s.
+BODY_TIMEOUT = 4
+KUBECONFIG_SECRET = "kube-token-" + os.urandom(8).hex()
+
+GOOD = f"""app: good
+role: worker
+deploy: true
+repo:
+  url: https://git.invalid/norn/good.git
+  branch: main
+  autoDeploy: false
+  webhookSecret: {SECRET}
+"""
+# A tag of 63 ASCII bytes and then "é" (percent-escaped, as tags are): the
+# old diagnostic cut it after 64 bytes, inside the character.
+BROKEN = "app: !" + "x" * 62 + "%c3%a9%c3%a9 broken\nrole: worker\ndeploy: true\n"
+
+
+def bus_call(method):
+    p = run(["busctl", "--user", "--json=short", "call", "org.norn.Norn1", "/org/norn/Norn1",
+             "org.norn.Norn1.Manager", method], timeout=60)
+    return json.loads(p.stdout)["data"]
+
+
+class SecurityTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="test-security-", dir=os.environ.get("NORN_SANDBOX_DIR"))
+        cls.apps = os.path.join(cls.dir, "apps")
+        for app, spec in (("good", GOOD), ("broken", BROKEN)):
+            os.makedirs(os.path.join(cls.apps, app))
+            with open(os.path.join(cls.apps, app, "infraspec.yaml"), "w") as f:
+                f.write(spec)
+        cls.kubeconfig = os.path.join(cls.dir, "kubeconfig")
+        with open(cls.kubeconfig, "w") as f:
+            f.write("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                    "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+                    f"users: [{{name: u, user: {{token: {KUBECONFIG_SECRET}}}}}]\n"
+                    "contexts: [{name: c, context: {cluster: k, user: u}}]\n")
+        cls.nornd = Nornd(env={"NORN_API_TOKEN": TOKEN, "NORN_APPS_DIR": cls.apps,
+                               "NORN_STATE_DIR": os.path.join(cls.dir, "state"),
+                               "KUBECONFIG": cls.kubeconfig,
+                               "NORN_HTTP_BODY_TIMEOUT": str(BODY_TIMEOUT)}).start()
+        cls.port = cls.nornd.port
+        wait_until(lambda: cls.nornd.health()[0] == 200, what="all components up")
+
+    @classmethod
+    def tearDownClass(cls):
+        log = cls.nornd.log()
+        cls.nornd.__exit__(None)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        for secret in (TOKEN, SECRET, KUBECONFIG_SECRET):
+            assert secret not in log, "a secret appeared in nornd's log"
+
+    def tearDown(self):
+        self.nornd.alive()
+
+    def get(self, path, auth=True):
+        return http_request(self.port, "GET", path, headers=dict(AUTH) if auth else {}, timeout=30)[:2]
+
+    # --- #7: /api/health ---
+
+    def test_health_details_need_the_token(self):
+        for headers in ({}, {"Authorization": "Bearer wrong-" + TOKEN}):
+            status, body = http_request(self.port, "GET", "/api/health", headers=headers)[:2]
+            self.assertEqual((status, body["status"]), (200, "ok"), body)
+            self.assertEqual(sorted(body["components"]), ["database", "kubernetes", "systemd"], body)
+            for name, comp in body["components"].items():
+                self.assertEqual(comp, {"status": "up"}, (name, body))
+            text = json.dumps(body)
+            for leak in (self.kubeconfig, "127.0.0.1:6443", "schema", "manager"):
+                self.assertNotIn(leak, text)
+
+        status, body = self.get("/api/health")
+        self.assertEqual(status, 200, body)
+        self.assertIn(self.kubeconfig, body["components"]["kubernetes"]["detail"])
+        self.assertIn("connected", body["components"]["database"]["detail"])
+        self.assertNotIn(KUBECONFIG_SECRET, json.dumps(body))
+
+    def test_health_details_over_dbus(self):
+        data = bus_call("Health")
+        self.assertEqual(data[0], "ok", data)
+        detail = {name: (up, text) for name, up, text in data[1]}
+        self.assertEqual(detail["kubernetes"][0], True, data)
+        self.assertIn(self.kubeconfig, detail["kubernetes"][1])
+        self.assertNotIn(KUBECONFIG_SECRET, json.dumps(data))
+
+    def test_health_down_database_hides_error_text_without_token(self):
+        """A component that is down shows "down" and nothing of why, unless
+        the caller has the token."""
+        other = Nornd(env={"NORN_API_TOKEN": TOKEN, "NORN_APPS_DIR": self.apps,
+                           "NORN_STATE_DIR": os.path.join(self.dir, "state-down"), "KUBECONFIG": self.kubeconfig,
+                           "NORN_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nodb?connect_timeout=2"})
+        with other:
+            status, body = other.health()
+            self.assertEqual((status, body["status"]), (503, "degraded"), body)
+            self.assertEqual(body["components"]["database"], {"status": "down"}, body)
+            self.assertNotIn("127.0.0.1:1", json.dumps(body))
+            status, body = http_request(other.port, "GET", "/api/health", headers=AUTH)[:2]
+            self.assertEqual(status, 503, body)
+            self.assertIn("down", body["components"]["database"]["detail"])
+
+
+if __name__ == "__main__":
+    main()
