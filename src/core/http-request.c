@@ -451,11 +451,27 @@ int http_conn_fill_request(HttpConn *c, HttpRequest *ret) {
 /* While an answer is deferred lws 4.1.6 does not read the connection: a
  * client that hangs up would leave the socket readable forever (a busy loop)
  * and unnoticed. So reading stops (no POLLIN for lws) and sd-event watches a
- * dup of the socket for EPOLLRDHUP: when the client goes, the responder is
- * detached at once and lws told to drop the connection. The dup keeps the fd
- * number from being reused under the watch. */
+ * dup of the socket: when the connection is reset or fails (EPOLLHUP,
+ * EPOLLERR), the responder is detached at once and lws told to drop the
+ * connection. The dup keeps the fd number from being reused under the watch.
+ *
+ * The end of the client's data (EPOLLRDHUP) is not the client leaving: after
+ * a complete request, shutdown(SHUT_WR) is how "nc -N", some proxies and
+ * HTTP/1.0-style clients say they are done sending, and they still read the
+ * answer. A FIN cannot be told from a close() without sending, so the answer
+ * is sent; writing it to a client that really left fails and cleans up, and
+ * HTTP_DEFER_TIMEOUT_SEC bounds the wait. */
 static int http_conn_on_hup(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         HttpConn *c = userdata;
+
+        if (!(revents & (EPOLLHUP | EPOLLERR))) {
+                /* Half-closed: stop watching for that (it stays set), keep
+                 * watching for a reset. */
+                log_debug("HTTP client finished sending; its deferred answer is still sent.");
+                if (sd_event_source_set_io_events(es, 0) < 0)
+                        (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
+                return 0;
+        }
 
         log_debug("HTTP client left before its deferred answer.");
         http_conn_detach_responder(c);

@@ -2,6 +2,8 @@
 
 - /api/health shows details (kubeconfig path, database errors) only with the
   token; without it, the status of each component; D-Bus Health has them;
+- clients that half-close after their request (shutdown(SHUT_WR), as
+  "nc -N" does) get their answer on the routes answered from the database;
 """
 import hashlib
 import hmac
@@ -121,6 +123,35 @@ class SecurityTest(unittest.TestCase):
             status, body = http_request(other.port, "GET", "/api/health", headers=AUTH)[:2]
             self.assertEqual(status, 503, body)
             self.assertIn("down", body["components"]["database"]["detail"])
+
+    # --- #6: half-closed clients ---
+
+    def half_closed(self, path, auth=True):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+            head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            if auth:
+                head += f"Authorization: Bearer {TOKEN}\r\n"
+            s.sendall((head + "\r\n").encode())
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return status_of(data), (json.loads(body) if body else None)
+
+    def test_half_closed_clients_get_answers(self):
+        for path, want in (("/api/version", 200), ("/api/apps", 200), ("/api/apps/good", 200),
+                           ("/api/deployments", 200), ("/api/deployments/999999", 404),
+                           ("/api/apps/good/snapshots", 200), ("/api/deployments/999999/logs", 404)):
+            with self.subTest(path=path):
+                status, body = self.half_closed(path)
+                self.assertEqual(status, want, (path, body))
+                self.assertIsInstance(body, dict, path)
+        status, body = self.half_closed("/api/apps", auth=False)
+        self.assertEqual(status, 401, body)
 
 
 if __name__ == "__main__":
