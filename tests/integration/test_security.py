@@ -4,6 +4,9 @@
   token; without it, the status of each component; D-Bus Health has them;
 - clients that half-close after their request (shutdown(SHUT_WR), as
   "nc -N" does) get their answer on the routes answered from the database;
+- an infraspec whose diagnostic quotes a tag cut inside a character does
+  not turn GET /api/apps into a 500 for every app, nor hide the other apps
+  from D-Bus ListApps;
 """
 import hashlib
 import hmac
@@ -152,6 +155,30 @@ class SecurityTest(unittest.TestCase):
                 self.assertIsInstance(body, dict, path)
         status, body = self.half_closed("/api/apps", auth=False)
         self.assertEqual(status, 401, body)
+
+    # --- #5: an infraspec whose diagnostic would not be UTF-8 ---
+
+    def test_broken_infraspec_does_not_hide_the_others(self):
+        status, body = self.get("/api/apps")
+        self.assertEqual(status, 200, body)
+        apps = {a["id"]: a for a in body["apps"]}
+        self.assertEqual(sorted(apps), ["broken", "good"], body)
+        self.assertTrue(apps["good"]["valid"], apps["good"])
+        self.assertFalse(apps["broken"]["valid"], apps["broken"])
+        messages = [d["message"] for d in apps["broken"]["diagnostics"]]
+        # cut before the "é" that would have been split
+        self.assertIn('unsupported YAML tag "!' + "x" * 62 + '"', messages)
+
+        status, body = self.get("/api/apps/broken")
+        self.assertEqual((status, body["id"], body["valid"]), (200, "broken", False), body)
+
+        listed = {a[0]: a for a in bus_call("ListApps")[0]}
+        self.assertEqual(sorted(listed), ["broken", "good"], listed)
+        self.assertEqual(listed["good"][1], "worker", listed)
+
+        p = run([NORNCTL, "--user", "validate", "broken"], check=False)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("unsupported YAML tag", p.stdout + p.stderr)
 
 
 if __name__ == "__main__":
