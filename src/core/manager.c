@@ -254,6 +254,7 @@ int manager_start(Manager *m) {
         r = http_server_new(m->event, &http_callbacks, m, &m->http);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up HTTP server: %m");
+        http_server_set_limits(m->http, m->config.http_body_timeout_usec, m->config.http_peer_max_connections);
         r = listen_setup(m->http, m->config.bind_address, m->config.port);
         if (r < 0)
                 return r;

@@ -7,11 +7,14 @@
 - an infraspec whose diagnostic quotes a tag cut inside a character does
   not turn GET /api/apps into a 500 for every app, nor hide the other apps
   from D-Bus ListApps;
-"""
+- unauthenticated connections announcing 1 MiB bodies and trickling them do
+  not take the request body budget from authenticated requests and signed
+  webhooks, and are cut off at the body deadline."""
 import hashlib
 import hmac
 import json
 import os
+import select
 import shutil
 import socket
 import tempfile
@@ -180,6 +183,169 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         self.assertIn("unsupported YAML tag", p.stdout + p.stderr)
 
+    # --- #3: slow unauthenticated bodies ---
+
+    def test_trickled_bodies_do_not_starve_others(self):
+        """64 connections (from 127.0.0.2, another peer) each announce a
+        1 MiB body and send one byte every 0.5 s, unauthenticated, the way
+        the audit's attack did with 2 s; meanwhile authenticated requests
+        and signed webhooks get their usual answers, never 503, and every
+        slow connection is answered 408 (or closed) at the body deadline."""
+        n = 64
+        socks = []
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(30)
+            s.connect(("127.0.0.1", self.port))
+            s.sendall(b"POST /api/webhooks/push HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nX-GitHub-Event: push\r\n"
+                      b"Content-Length: 1048576\r\n\r\n{")
+            socks.append(s)
+        started = time.monotonic()
+        results = [None] * n
+        stop = threading.Event()
+
+        def trickle(i, s):
+            try:
+                while not stop.is_set():
+                    s.sendall(b" ")
+                    if stop.wait(0.5):
+                        break
+            except OSError:
+                pass     # nornd cut it off: what we want; the answer is read below
+
+        def read_answer(i, s):
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+            results[i] = (status_of(data), time.monotonic() - started)
+
+        threads = [threading.Thread(target=trickle, args=(i, s), daemon=True) for i, s in enumerate(socks)]
+        readers = [threading.Thread(target=read_answer, args=(i, s), daemon=True) for i, s in enumerate(socks)]
+        for t in threads + readers:
+            t.start()
+        try:
+            answers = []
+            while time.monotonic() - started < BODY_TIMEOUT - 1:
+                # each signed body differs: the same one again is refused as a replay
+                body = json.dumps({"zen": "ok", "hook_id": len(answers)}).encode()
+                sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                status, resp = http_request(self.port, "POST", "/api/webhooks/push", body=body, headers={
+                    "Content-Type": "application/json", "X-GitHub-Event": "ping", "X-Hub-Signature-256": sig,
+                    "X-GitHub-Delivery": str(uuid.uuid4())}, timeout=30)[:2]
+                answers.append(("webhook", status, resp))
+                status, resp = http_request(self.port, "POST", "/api/apps/nosuch/deploy", body=b"{}",
+                                            headers=dict(AUTH, **{"Content-Type": "application/json"}),
+                                            timeout=30)[:2]
+                answers.append(("deploy", status, resp))
+                status, resp = self.get("/api/deployments")
+                answers.append(("list", status, resp))
+                time.sleep(0.2)   # under the webhook rate limit (16 a second)
+            self.assertGreater(len(answers), 3)
+            for what, status, resp in answers:
+                self.assertEqual(status, {"webhook": 200, "deploy": 404, "list": 200}[what], (what, resp))
+
+            for t in readers:
+                t.join(BODY_TIMEOUT + 30)
+        finally:
+            stop.set()
+            for s in socks:
+                s.close()
+        self.assertTrue(all(r is not None for r in results), results)
+        for status, took in results:
+            self.assertIn(status, (408, None), results)
+            self.assertGreater(took, BODY_TIMEOUT - 1.5, results)
+            self.assertLess(took, BODY_TIMEOUT + 20, results)
+        self.assertGreaterEqual(sum(1 for s, _ in results if s == 408), n // 2, results)
+
+    def test_per_peer_limits(self):
+        """One peer holds at most NORN_HTTP_PEER_MAX_CONNECTIONS connections
+        (more are closed at once) and 16 MiB of request bodies (the body
+        that goes over is answered 503); other peers are served meanwhile,
+        and a peer's budget comes back when its connections close."""
+        limit = 20
+        other = Nornd(env={"NORN_API_TOKEN": TOKEN, "NORN_APPS_DIR": self.apps,
+                           "NORN_STATE_DIR": os.path.join(self.dir, "state-peer"), "KUBECONFIG": self.kubeconfig,
+                           "NORN_HTTP_PEER_MAX_CONNECTIONS": str(limit)})
+        socks = []
+
+        def connect(addr):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((addr, 0))
+            s.settimeout(30)
+            s.connect(("127.0.0.1", other.port))
+            return s
+
+        def version(s):
+            s.sendall(b"GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            return status_of(s.recv(65536))
+
+        def deploy_nosuch(s, size, complete=True):
+            """POST with a body of size bytes; only size - 1 of them unless complete."""
+            head = (b"POST /api/apps/nosuch/deploy HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(size).encode() + b"\r\n\r\n")
+            body = b"{" + b" " * (size - 2) + b"}"
+            try:
+                s.sendall(head + (body if complete else body[:-1]))
+            except OSError:
+                pass
+
+        with other:
+            try:
+                held = [connect("127.0.0.3") for _ in range(limit)]
+                self.assertEqual(version(held[-1]), 200)     # the last one allowed is served
+                extra = connect("127.0.0.3")
+                started = time.monotonic()
+                try:
+                    data = extra.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                self.assertEqual(data, b"")                  # closed at once ...
+                self.assertLess(time.monotonic() - started, 8)   # ... not at the 10 s head timeout
+                self.assertEqual(version(connect("127.0.0.1")), 200)   # another peer is served
+
+                # 17 bodies of 1 MiB, one byte short each, from one peer: 16 fit.
+                bodies = []
+                for _ in range(17):
+                    s = connect("127.0.0.4")
+                    deploy_nosuch(s, 1048576, complete=False)
+                    bodies.append(s)
+                refused = []
+
+                def one_refused():
+                    r, _, _ = select.select(bodies, [], [], 0.5)
+                    refused.extend(x for x in r if x not in refused)
+                    return refused
+                wait_until(one_refused, timeout=60, what="a body over the peer's budget to be refused")
+                self.assertEqual(len(refused), 1)
+                self.assertEqual(status_of(refused[0].recv(65536)), 503)
+
+                # Meanwhile another peer's large body is taken.
+                s = connect("127.0.0.1")
+                deploy_nosuch(s, 1048576)
+                self.assertEqual(status_of(s.recv(65536)), 404)
+
+                # The others complete and are answered; the budget comes back.
+                for s in bodies:
+                    if s not in refused:
+                        s.sendall(b"}")
+                        self.assertEqual(status_of(s.recv(65536)), 404)
+                for _ in range(3):
+                    s = connect("127.0.0.4")
+                    deploy_nosuch(s, 1048576)
+                    self.assertEqual(status_of(s.recv(65536)), 404)
+            finally:
+                for s in socks:
+                    s.close()
 
 if __name__ == "__main__":
     main()
