@@ -724,6 +724,19 @@ int http_conn_on_http(HttpConn *c) {
                         return http_conn_fail(c, 413);
         }
 
+        if (length > 0 && c->server->cb.check_head) {
+                json_t *body = NULL;
+                int status;
+
+                status = c->server->cb.check_head(&req, &body, c->server->userdata);
+                if (status != 0) {
+                        if (status < 0)
+                                json_decref(TAKE_PTR(body));
+                        return http_conn_respond(c, status < 0 ? 500 : status, body, /* close= */ true);
+                }
+                json_decref(body);
+        }
+
         if (length > 0) {
                 /* Nothing is reserved for what Content-Length announces, which
                  * costs a client nothing: the budget is charged as bytes

@@ -140,6 +140,12 @@ typedef struct HttpWsClient HttpWsClient;
 
 typedef struct HttpServerCallbacks {
         HttpHandler handle_request;
+        /* Optional: called when a head announces a body, before any of it is
+         * read (req's body is empty). Returns 0 to read the body and go on to
+         * handle_request, or a status (and *ret_body, as a handler) to answer
+         * at once and close: a request that will be refused anyway (no
+         * token) never gets its body buffered. */
+        HttpHandler check_head;
         /* A client asks to upgrade /ws, before the 101 is sent (body and
          * body_size of upgrade_req are empty): return < 0 to refuse it
          * (-EACCES is answered 401, -EINVAL 400, any other error 403, unless

@@ -223,6 +223,7 @@ static int manager_connect_bus(Manager *m) {
 
 static const HttpServerCallbacks http_callbacks = {
         .handle_request = api_handle_request,
+        .check_head = api_check_head,
         .ws_connected = api_ws_connected,
         .ws_message = api_ws_message,
         .ws_closed = api_ws_closed,

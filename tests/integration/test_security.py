@@ -265,6 +265,18 @@ class SecurityTest(unittest.TestCase):
             self.assertLess(took, BODY_TIMEOUT + 20, results)
         self.assertGreaterEqual(sum(1 for s, _ in results if s == 408), n // 2, results)
 
+    def test_unauthenticated_body_is_not_read(self):
+        """A request that needs the token and has none (or a wrong one) is
+        answered 401 from its head: its announced body is never awaited."""
+        for auth in (b"", b"Authorization: Bearer wrong\r\n"):
+            with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+                s.sendall(b"POST /api/apps/good/deploy HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                          b"Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{")
+                started = time.monotonic()
+                data = s.recv(65536)
+                self.assertEqual(status_of(data), 401, data)
+                self.assertLess(time.monotonic() - started, BODY_TIMEOUT - 1)   # not at the body deadline
+
     def test_per_peer_limits(self):
         """One peer holds at most NORN_HTTP_PEER_MAX_CONNECTIONS connections
         (more are closed at once) and 16 MiB of request bodies (the body
