@@ -183,6 +183,19 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         self.assertIn("unsupported YAML tag", p.stdout + p.stderr)
 
+    def test_nornctl_errors_cut_on_character_boundaries(self):
+        """nornctl quotes a bad argument cut to 64 (or 32) bytes: never
+        inside a character."""
+        import subprocess
+        long = "x" * 63 + "\u00e9" * 4
+        for args, what in (([long], "unknown command"), (["--" + long[2:]], "unknown option"),
+                           (["show", "--", long], "invalid deployment id"), (["deploy", "--", long], "invalid app name"),
+                           (["history", "-n", "x" * 31 + "\u00e9"], "invalid limit")):
+            p = subprocess.run([NORNCTL, "--user"] + args, capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 2, p)
+            text = p.stderr.decode("utf-8")      # raises on a cut character
+            self.assertIn(what, text)
+
     # --- #3: slow unauthenticated bodies ---
 
     def test_trickled_bodies_do_not_starve_others(self):
