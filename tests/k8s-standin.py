@@ -24,6 +24,9 @@ Test controls (no authentication, not part of Kubernetes):
         PATCHes that carry a metadata.resourceVersion find the Deployment changed
         just before them by another writer (an annotation, a new resourceVersion),
         so they get 409 Conflict as they would on a real server
+  POST  /_standin/deployments/{ns}/{name}/deny   body {"message": TEXT, "code": N (default 400)}:
+        the next PATCH is refused with that Status message, as a validating
+        admission webhook's denial would be
   GET   /_standin/state                          all deployments, as in the state file
 
 Deliberate differences from a real cluster:
@@ -68,7 +71,7 @@ BODY_MAX = 3 * 1024 * 1024
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DEPLOYMENT_PATH = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments(?:/([^/]+))?/?$")
-CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/(fail|conflict)/?$")
+CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/(fail|conflict|deny)/?$")
 
 # Lists a strategic merge patch merges by key instead of replacing
 # (patchMergeKey in the Kubernetes API types), as far as a Deployment goes.
@@ -265,6 +268,7 @@ class Store:
         self.objects = {}       # (ns, name) -> Deployment
         self.rollouts = {}      # (ns, name) -> {"start", "old"}
         self.conflicts = {}     # (ns, name) -> PATCHes still to be beaten by another writer
+        self.denials = {}       # (ns, name) -> (code, message) for the next PATCH
         if args.state and os.path.exists(args.state):
             with open(args.state) as f:
                 data = json.load(f)
@@ -455,6 +459,9 @@ class Store:
             old = self.objects.get((ns, name))
             if not old:
                 raise not_found(name)
+            denial = self.denials.pop((ns, name), None)
+            if denial:
+                raise ApiError(denial[0], "Forbidden" if denial[0] == 403 else "BadRequest", denial[1])
             pmd = patch.get("metadata")
             if isinstance(pmd, dict) and pmd.get("resourceVersion") is not None \
                     and self.conflicts.get((ns, name), 0) > 0:
@@ -498,6 +505,18 @@ class Store:
                 raise not_found(name)
             self.conflicts[(ns, name)] = count
             return {"ok": True, "count": count}
+
+    def add_denial(self, ns, name, body):
+        code = body.get("code", 400) if isinstance(body, dict) else None
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(code, int) or isinstance(code, bool) or not 400 <= code <= 599 \
+                or not isinstance(message, str):
+            raise ApiError(400, "BadRequest", "deny needs a string message and a 4xx/5xx code")
+        with self.lock:
+            if (ns, name) not in self.objects:
+                raise not_found(name)
+            self.denials[(ns, name)] = (code, message)
+            return {"ok": True}
 
     def mark_failing(self, ns, name):
         with self.lock:
@@ -659,6 +678,9 @@ class Handler(BaseHTTPRequestHandler):
                     body = self.parse_json(raw) if raw.strip() else {}
                     count = body.get("count", 1) if isinstance(body, dict) else None
                     return self.send_json(200, self.server.store.add_conflicts(m.group(1), m.group(2), count))
+                if m.group(3) == "deny":
+                    return self.send_json(200, self.server.store.add_denial(m.group(1), m.group(2),
+                                                                            self.parse_json(raw)))
                 return self.send_json(200, self.server.store.mark_failing(m.group(1), m.group(2)))
             code, obj = self.handle_api(method)
             self.send_json(code, obj, self.user)

@@ -68,8 +68,17 @@ static void on_last_deployments(Db *db, const PGresult *res, const char *error, 
 static json_t *app_json(Manager *m, const AppEntry *e) {
         json_t *j = app_entry_to_json(e);
 
-        if (!j)
-                return NULL;
+        if (!j) {
+                /* Whatever is wrong with one app's entry, the list still
+                 * answers with the others: this one as invalid (its id is
+                 * printable ASCII, see apps.c). */
+                log_debug("Cannot show the infraspec of app %s as JSON.", e->id);
+                j = json_pack("{s:s, s:b, s:b, s:[{s:s, s:i, s:i, s:s}]}", "id", e->id, "valid", false,
+                              "deployable", false, "diagnostics", "severity", "error", "line", 0, "column", 0,
+                              "message", "this app's infraspec cannot be shown");
+                if (!j)
+                        return NULL;
+        }
         if (json_object_set_new(j, "lastDeployment", json_null()) < 0 ||
             json_object_set_new(j, "busy", json_boolean(app_id_is_valid(e->id) && scheduler_app_busy(m, e->id))) < 0)
                 return json_decref(j), (json_t *) NULL;

@@ -23,6 +23,8 @@ static json_t *error_body(const char *code, const char *format, va_list ap) {
 
         if (vasprintf(&msg, format, ap) < 0)
                 msg = NULL;
+        if (msg)
+                utf8_sanitize(msg); /* a JSON string must be UTF-8 */
         return api_error(code, msg ?: "out of memory");
 }
 
@@ -151,7 +153,8 @@ int api_query_parse(const HttpRequest *req, const char *const *allowed, ApiQuery
                         return api_fail(ret_body, 400, "invalid_query",
                                         "query string is not valid percent-encoded UTF-8");
                 if (!strv_contains(allowed, key))
-                        return api_fail(ret_body, 400, "invalid_query", "unknown query parameter \"%.64s\"", key);
+                        return api_fail(ret_body, 400, "invalid_query", "unknown query parameter \"%.*s\"",
+                                        (int) utf8_prefix_len(key, 64), key);
                 if (api_query_get(&q, key))
                         return api_fail(ret_body, 400, "invalid_query", "query parameter \"%s\" given twice", key);
 
@@ -245,7 +248,8 @@ int api_parse_body_object(const HttpRequest *req, const char *const *allowed, js
         }
         json_object_foreach(j, key, value)
                 if (!strv_contains(allowed, key)) {
-                        int status = api_fail(ret_body, 400, "invalid_argument", "unknown field \"%.64s\"", key);
+                        int status = api_fail(ret_body, 400, "invalid_argument", "unknown field \"%.*s\"",
+                                            (int) utf8_prefix_len(key, 64), key);
                         json_decref(j);
                         return status;
                 }

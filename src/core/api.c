@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The HTTP API router.
  *
- *   GET  /api/health                         200 | 503               open
+ *   GET  /api/health                         200 | 503               open (details: authenticated)
  *   GET  /api/version                        200                     open
  *   POST /api/webhooks/push                  202 | 200 (ping)        open, HMAC-signed (api-webhook.c)
  *   GET  /api/apps                           200 {"apps": [...]}
@@ -33,14 +33,24 @@ json_t *api_error(const char *code, const char *message) {
         return json_pack("{s:o, s:s}", "error", api_json_string(message), "code", code);
 }
 
+/* Open, for probes: the status of each component to anyone, the details
+ * (kubeconfig path and server, database errors) only to those the API
+ * would answer otherwise (api-auth.c); D-Bus Health has them too. */
 static int route_health(ApiContext *ctx) {
+        _cleanup_(json_decrefp) json_t *refusal = NULL;
         HealthState h;
+        bool detail;
         int r, status;
+
+        r = api_authorize(ctx->manager, ctx->req, &refusal);
+        if (r < 0)
+                return r;
+        detail = r == 0;
 
         r = health_collect(ctx->manager, &h);
         if (r < 0)
                 return r;
-        *ctx->ret_body = health_state_to_json(&h);
+        *ctx->ret_body = health_state_to_json(&h, detail);
         /* 503 lets load balancers and probes act on a degraded daemon. */
         status = health_state_ok(&h) ? 200 : 503;
         health_state_done(&h);
@@ -154,6 +164,15 @@ finish:
         for (size_t k = 0; k < API_PATH_ARGS_MAX; k++)
                 free(ctx.args[k]);
         return r;
+}
+
+int api_check_head(const HttpRequest *req, json_t **ret_body, void *userdata) {
+        Manager *m = userdata;
+
+        /* The open routes (the webhook) need their body to authenticate. */
+        if (route_is_open(req->path))
+                return 0;
+        return api_authorize(m, req, ret_body);
 }
 
 int api_handle_request(const HttpRequest *req, json_t **ret_body, void *userdata) {

@@ -18,6 +18,9 @@ typedef struct Manager Manager;
  * routes are listed in api.c; /ws (the same token, also as a first
  * message) is described in api-ws.c. */
 int api_handle_request(const HttpRequest *req, json_t **ret_body, void *userdata);
+/* The check_head callback: a request with a body that will not be
+ * authorized is refused before its body is read. */
+int api_check_head(const HttpRequest *req, json_t **ret_body, void *userdata);
 int api_ws_connected(HttpWsClient *c, const HttpRequest *upgrade_req, void *userdata);
 void api_ws_message(HttpWsClient *c, const char *text, size_t size, void *userdata);
 void api_ws_closed(HttpWsClient *c, void *userdata);

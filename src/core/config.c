@@ -12,6 +12,7 @@
 
 #include "config-build.h"
 #include "config.h"
+#include "http-server.h"
 #include "log.h"
 #include "strv.h"
 
@@ -344,6 +345,14 @@ int config_load(NornConfig *c, bool user_mode) {
         if ((r = env_uint("NORN_QUEUE_MAX", 0, 1000, &n)) < 0)
                 return r;
         c->queue_max = (unsigned) n;
+        n = HTTP_BODY_TIMEOUT_SEC;
+        if ((r = env_uint("NORN_HTTP_BODY_TIMEOUT", 1, 3600, &n)) < 0)
+                return r;
+        c->http_body_timeout_usec = n * 1000U * 1000U;
+        n = HTTP_PEER_MAX_CONNECTIONS;
+        if ((r = env_uint("NORN_HTTP_PEER_MAX_CONNECTIONS", 1, HTTP_MAX_CONNECTIONS, &n)) < 0)
+                return r;
+        c->http_peer_max_connections = (unsigned) n;
         return load_admin_group(c);
 
 oom:

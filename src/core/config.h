@@ -38,6 +38,8 @@ typedef struct NornConfig {
         uint64_t step_timeout_usec[_STEP_MAX]; /* NORN_TIMEOUT_<STEP>, seconds */
         unsigned max_parallel;   /* NORN_MAX_PARALLEL: deploys of different apps at once */
         unsigned queue_max;      /* NORN_QUEUE_MAX: waiting deploys per app */
+        uint64_t http_body_timeout_usec;      /* NORN_HTTP_BODY_TIMEOUT, seconds */
+        unsigned http_peer_max_connections;   /* NORN_HTTP_PEER_MAX_CONNECTIONS */
         bool has_admin_gid;      /* NORN_ADMIN_GROUP (name or number) is set: */
         gid_t admin_gid;         /* its members may deploy where polkit is absent */
 } NornConfig;

@@ -63,15 +63,15 @@ bool health_state_ok(const HealthState *s) {
         return true;
 }
 
-json_t *health_state_to_json(const HealthState *s) {
+json_t *health_state_to_json(const HealthState *s, bool with_detail) {
         json_t *components = json_object();
         if (!components)
                 return NULL;
 
         for (size_t i = 0; i < _HEALTH_MAX; i++)
                 if (json_object_set_new(components, component_names[i],
-                                        json_pack("{s:s, s:s}", "status", s->up[i] ? "up" : "down",
-                                                  "detail", s->detail[i])) < 0) {
+                                        json_pack("{s:s, s:s*}", "status", s->up[i] ? "up" : "down",
+                                                  "detail", with_detail ? s->detail[i] : NULL)) < 0) {
                         json_decref(components);
                         return NULL;
                 }

@@ -24,5 +24,7 @@ const char *health_component_to_string(HealthComponent c);
 int health_collect(Manager *m, HealthState *ret);
 void health_state_done(HealthState *s);
 bool health_state_ok(const HealthState *s);
-json_t *health_state_to_json(const HealthState *s);
+/* with_detail: each component's detail text too (paths, error messages of
+ * the database or the kubeconfig); only for authenticated callers. */
+json_t *health_state_to_json(const HealthState *s, bool with_detail);
 

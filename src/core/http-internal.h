@@ -13,6 +13,7 @@
 
 typedef struct HttpListener HttpListener;
 typedef struct HttpHead HttpHead;
+typedef struct HttpPeer HttpPeer;
 
 struct HttpServer {
         sd_event *event;
@@ -29,7 +30,12 @@ struct HttpServer {
         HttpHead *heads; /* connections whose first request head is being read */
 
         unsigned n_connections; /* heads + adopted */
-        size_t body_bytes;      /* request bodies being received, all connections */
+        size_t body_bytes;      /* request body buffers, all connections */
+        HttpPeer *peers;        /* http-peer.c */
+
+        /* http_server_set_limits() */
+        uint64_t body_timeout_usec;
+        unsigned peer_max_connections;
         size_t ws_queued_bytes; /* WebSocket frames waiting, all clients */
         unsigned n_ws_clients;  /* accepted by ws_connected, not yet closed */
 
@@ -43,6 +49,13 @@ struct HttpServer {
 typedef struct HttpConn {
         HttpServer *server;
         struct lws *wsi;
+        HttpPeer *peer;
+
+        /* When the request being received started: the connection's start
+         * for its first request, the head's arrival for later ones. */
+        uint64_t first_request_usec;
+        sd_event_source *body_deadline;
+        bool body_timed_out;      /* 408 goes out from the writeable callback */
 
         /* The request being received. */
         const char *method;
@@ -52,6 +65,7 @@ typedef struct HttpConn {
         char *content_type;
         char *body;
         size_t body_size;
+        size_t body_allocated;    /* body's room (+ 1 for a NUL), charged to the server's and the peer's budget */
         size_t body_expected;
         bool body_pending;
         bool head;
@@ -108,11 +122,25 @@ struct HttpWsClient {
 };
 
 /* http-server.c */
-/* Takes fd in any case; true if a live lws connection now holds it. */
-bool http_server_adopt(HttpServer *s, int fd);
+/* Takes fd in any case; true if a live lws connection now holds it (and a
+ * reference on peer). started_usec: when the connection was accepted. */
+bool http_server_adopt(HttpServer *s, int fd, HttpPeer *peer, uint64_t started_usec);
+
+/* http-peer.c */
+/* A reference on the peer of address sa; -EBUSY when it holds
+ * peer_max_connections already. */
+int http_peer_acquire(HttpServer *s, const struct sockaddr *sa, socklen_t len, HttpPeer **ret);
+HttpPeer *http_peer_ref(HttpPeer *p);
+HttpPeer *http_peer_unref(HttpPeer *p);
+/* Charges size bytes of request body to the server and the peer (may be
+ * NULL): -ENOBUFS over HTTP_MAX_TOTAL_BODY_SIZE, -EDQUOT over
+ * HTTP_PEER_MAX_BODY_SIZE. */
+int http_peer_charge_body(HttpPeer *p, HttpServer *s, size_t size);
+void http_peer_release_body(HttpPeer *p, HttpServer *s, size_t size);
 
 /* http-listen.c */
-int http_head_new(HttpServer *s, int fd);
+/* Takes fd and the reference on peer in any case. */
+int http_head_new(HttpServer *s, int fd, HttpPeer *peer);
 HttpHead *http_head_free(HttpHead *h);
 int http_listener_add(HttpServer *s, int fd);
 HttpListener *http_listener_free(HttpListener *l);

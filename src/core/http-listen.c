@@ -53,6 +53,8 @@ struct HttpListener {
 struct HttpHead {
         HttpServer *server;
         HttpHead *next, *prev;
+        HttpPeer *peer;
+        uint64_t started_usec;
         int fd;
         sd_event_source *io;
         sd_event_source *timer;
@@ -81,6 +83,7 @@ static HttpHead *http_head_free_full(HttpHead *h, bool keep_slot) {
                 h->next->prev = h->prev;
         if (!keep_slot)
                 s->n_connections--;
+        http_peer_unref(h->peer); /* the lws connection took its own */
 
         sd_event_source_disable_unref(h->io);
         sd_event_source_disable_unref(h->timer);
@@ -335,7 +338,7 @@ static int http_head_on_io(sd_event_source *es, int fd, uint32_t revents, void *
 
         /* Hand the socket to lws, the head still unread in it. */
         h->io = sd_event_source_disable_unref(h->io);
-        http_head_free_full(h, http_server_adopt(s, TAKE_FD(h->fd)));
+        http_head_free_full(h, http_server_adopt(s, TAKE_FD(h->fd), h->peer, h->started_usec));
 
         /* lws registered new uv watchers: let libuv apply them. */
         uv_embed_kick(s->uv);
@@ -352,17 +355,26 @@ static int http_head_on_timer(sd_event_source *es, uint64_t usec, void *userdata
         return 0;
 }
 
-int http_head_new(HttpServer *s, int fd) {
+int http_head_new(HttpServer *s, int fd, HttpPeer *peer) {
         _cleanup_close_ int fd_close = fd;
         HttpHead *h;
         uint64_t now;
         int r;
 
+        r = sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        if (r < 0) {
+                http_peer_unref(peer);
+                return r;
+        }
         h = malloc(sizeof(*h));
-        if (!h)
+        if (!h) {
+                http_peer_unref(peer);
                 return -ENOMEM;
+        }
         *h = (HttpHead) {
                 .server = s,
+                .peer = peer,
+                .started_usec = now,
                 .fd = TAKE_FD(fd_close),
                 .next = s->heads,
         };
@@ -372,9 +384,6 @@ int http_head_new(HttpServer *s, int fd) {
         s->n_connections++;
 
         r = sd_event_add_io(s->event, &h->io, h->fd, EPOLLIN | EPOLLET, http_head_on_io, h);
-        if (r < 0)
-                goto fail;
-        r = sd_event_now(s->event, CLOCK_MONOTONIC, &now);
         if (r < 0)
                 goto fail;
         r = sd_event_add_time(s->event, &h->timer, CLOCK_MONOTONIC, now + HTTP_HEAD_TIMEOUT_USEC,
@@ -427,9 +436,12 @@ static int http_listener_on_io(sd_event_source *es, int fd, uint32_t revents, vo
         HttpServer *s = l->server;
 
         for (unsigned i = 0; i < ACCEPT_BURST; i++) {
+                struct sockaddr_storage sa;
+                socklen_t salen = sizeof(sa);
+                HttpPeer *peer;
                 int cfd, one = 1, r;
 
-                cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                cfd = accept4(fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0) {
                         int e = errno;
 
@@ -452,11 +464,20 @@ static int http_listener_on_io(sd_event_source *es, int fd, uint32_t revents, vo
                         continue;
                 }
 
+                r = http_peer_acquire(s, (struct sockaddr *) &sa, salen, &peer);
+                if (r < 0) {
+                        log_debug_errno(r, "Refusing connection: %s",
+                                        r == -EBUSY ? "its peer holds too many connections already"
+                                                    : "out of memory");
+                        safe_close(cfd);
+                        continue;
+                }
+
                 /* Headers and body go out in separate writes: no Nagle
                  * delay. Fails harmlessly on AF_UNIX. */
                 (void) setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-                r = http_head_new(s, cfd);
+                r = http_head_new(s, cfd, peer);
                 if (r < 0)
                         log_debug_errno(r, "Failed to set up connection: %m");
         }

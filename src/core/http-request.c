@@ -16,6 +16,11 @@
 
 /* Response bodies go out in pieces of this size, one per writeable callback. */
 #define HTTP_WRITE_CHUNK (16U * 1024U)
+/* A request body buffer starts at this size (or the body's, if smaller) and
+ * doubles as bytes arrive: what is charged follows what was sent. */
+#define HTTP_BODY_CHUNK_MIN (4U * 1024U)
+/* After a 408 for a slow body, lws gets this long to send it. */
+#define HTTP_BODY_TIMEOUT_KILL_SEC 5
 
 static const char *const method_names[] = {
         [LWSHUMETH_GET] = "GET",
@@ -256,9 +261,11 @@ void http_conn_reset_request(HttpConn *c) {
         c->authorization = mfree(c->authorization);
         c->content_type = mfree(c->content_type);
         c->body = mfree(c->body);
-        c->server->body_bytes -= c->body_expected;
-        c->body_size = c->body_expected = 0;
+        http_peer_release_body(c->peer, c->server, c->body_allocated);
+        c->body_size = c->body_expected = c->body_allocated = 0;
         c->body_pending = false;
+        c->body_deadline = sd_event_source_disable_unref(c->body_deadline);
+        c->body_timed_out = false;
         c->head = false;
         c->resp = mfree(c->resp);
         c->resp_size = c->resp_sent = 0;
@@ -451,11 +458,27 @@ int http_conn_fill_request(HttpConn *c, HttpRequest *ret) {
 /* While an answer is deferred lws 4.1.6 does not read the connection: a
  * client that hangs up would leave the socket readable forever (a busy loop)
  * and unnoticed. So reading stops (no POLLIN for lws) and sd-event watches a
- * dup of the socket for EPOLLRDHUP: when the client goes, the responder is
- * detached at once and lws told to drop the connection. The dup keeps the fd
- * number from being reused under the watch. */
+ * dup of the socket: when the connection is reset or fails (EPOLLHUP,
+ * EPOLLERR), the responder is detached at once and lws told to drop the
+ * connection. The dup keeps the fd number from being reused under the watch.
+ *
+ * The end of the client's data (EPOLLRDHUP) is not the client leaving: after
+ * a complete request, shutdown(SHUT_WR) is how "nc -N", some proxies and
+ * HTTP/1.0-style clients say they are done sending, and they still read the
+ * answer. A FIN cannot be told from a close() without sending, so the answer
+ * is sent; writing it to a client that really left fails and cleans up, and
+ * HTTP_DEFER_TIMEOUT_SEC bounds the wait. */
 static int http_conn_on_hup(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         HttpConn *c = userdata;
+
+        if (!(revents & (EPOLLHUP | EPOLLERR))) {
+                /* Half-closed: stop watching for that (it stays set), keep
+                 * watching for a reset. */
+                log_debug("HTTP client finished sending; its deferred answer is still sent.");
+                if (sd_event_source_set_io_events(es, 0) < 0)
+                        (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
+                return 0;
+        }
 
         log_debug("HTTP client left before its deferred answer.");
         http_conn_detach_responder(c);
@@ -627,13 +650,47 @@ int http_request_get_header(const HttpRequest *req, const char *name, char **ret
         return 0;
 }
 
+/* A body trickled in to hold a connection and its buffer: cut off at the
+ * deadline, whatever the rate so far. */
+static int http_conn_on_body_deadline(sd_event_source *es, uint64_t usec, void *userdata) {
+        HttpConn *c = userdata;
+
+        c->body_deadline = sd_event_source_disable_unref(c->body_deadline);
+        if (!c->body_pending)
+                return 0;
+        log_debug("HTTP request body not complete in time (%zu of %zu bytes), answering 408.",
+                  c->body_size, c->body_expected);
+        c->body_pending = false; /* the rest is not read: the connection closes */
+        c->body_timed_out = true;
+        lws_callback_on_writable(c->wsi);
+        /* Should lws not get the 408 out, the connection goes anyway. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, HTTP_BODY_TIMEOUT_KILL_SEC);
+        uv_embed_kick(c->server->uv);
+        return 0;
+}
+
+static int http_conn_arm_body_deadline(HttpConn *c, uint64_t started_usec) {
+        HttpServer *s = c->server;
+        uint64_t now;
+        int r;
+
+        r = sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        return sd_event_add_time(s->event, &c->body_deadline, CLOCK_MONOTONIC,
+                                 (started_usec ?: now) + s->body_timeout_usec, 100 * 1000,
+                                 http_conn_on_body_deadline, c);
+}
+
 int http_conn_on_http(HttpConn *c) {
         _cleanup_free_ char *cl = NULL, *te = NULL;
+        uint64_t started = c->first_request_usec;
         HttpRequest req;
         size_t length = 0;
         int r;
 
         http_conn_reset_request(c);
+        c->first_request_usec = 0; /* later requests count from their head */
 
         r = http_conn_fill_request(c, &req);
         if (r == -ENOMEM)
@@ -667,15 +724,26 @@ int http_conn_on_http(HttpConn *c) {
                         return http_conn_fail(c, 413);
         }
 
+        if (length > 0 && c->server->cb.check_head) {
+                json_t *body = NULL;
+                int status;
+
+                status = c->server->cb.check_head(&req, &body, c->server->userdata);
+                if (status != 0) {
+                        if (status < 0)
+                                json_decref(TAKE_PTR(body));
+                        return http_conn_respond(c, status < 0 ? 500 : status, body, /* close= */ true);
+                }
+                json_decref(body);
+        }
+
         if (length > 0) {
-                /* 2048 connections times 1 MiB is more than we want to hold. */
-                if (length > HTTP_MAX_TOTAL_BODY_SIZE - c->server->body_bytes)
-                        return http_conn_fail(c, 503);
-                c->body = malloc(length + 1);
-                if (!c->body)
+                /* Nothing is reserved for what Content-Length announces, which
+                 * costs a client nothing: the budget is charged as bytes
+                 * arrive (http_conn_on_body()), and the body has a deadline. */
+                if (http_conn_arm_body_deadline(c, started) < 0)
                         return -1;
                 c->body_expected = length;
-                c->server->body_bytes += length;
                 c->body_pending = true;
                 return 0; /* LWS_CALLBACK_HTTP_BODY & _COMPLETION follow */
         }
@@ -691,6 +759,28 @@ int http_conn_on_body(HttpConn *c, const void *data, size_t size) {
         if (size > c->body_expected - c->body_size || c->body_size + size > HTTP_MAX_BODY_SIZE)
                 return http_conn_fail(c, 413);
 
+        if (c->body_size + size > c->body_allocated) {
+                size_t n = MAX(c->body_size + size,
+                               MIN(MAX(c->body_allocated * 2, (size_t) HTTP_BODY_CHUNK_MIN), c->body_expected));
+                char *p;
+                int r;
+
+                r = http_peer_charge_body(c->peer, c->server, n - c->body_allocated);
+                if (r < 0) {
+                        log_debug("HTTP request body refused with 503: %s.",
+                                  r == -EDQUOT ? "its peer buffers too much already"
+                                               : "all request bodies together are at the limit");
+                        return http_conn_fail(c, 503);
+                }
+                p = realloc(c->body, n + 1); /* + the NUL of http_conn_on_body_complete() */
+                if (!p) {
+                        http_peer_release_body(c->peer, c->server, n - c->body_allocated);
+                        return -1;
+                }
+                c->body = p;
+                c->body_allocated = n;
+        }
+
         memcpy(c->body + c->body_size, data, size);
         c->body_size += size;
         return 0;
@@ -701,6 +791,9 @@ int http_conn_on_body_complete(HttpConn *c) {
                 return 0;
 
         c->body_pending = false;
+        c->body_deadline = sd_event_source_disable_unref(c->body_deadline);
+        if (!c->body)
+                return http_conn_fail(c, 400); /* lws completed a body it never passed on */
         c->body[c->body_size] = 0;
         return http_conn_dispatch(c);
 }
@@ -709,6 +802,10 @@ int http_conn_on_writeable(HttpConn *c) {
         size_t n;
         bool last;
 
+        if (c->body_timed_out) {
+                c->body_timed_out = false;
+                return http_conn_fail(c, 408);
+        }
         if (c->deferred_ready) {
                 int status = c->deferred_status;
 

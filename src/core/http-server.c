@@ -35,6 +35,7 @@ static HttpConn *http_conn_free(HttpConn *c) {
                 return NULL;
         http_ws_on_closed(c);
         http_conn_reset_request(c);
+        http_peer_unref(c->peer);
         free(c);
         return NULL;
 }
@@ -121,7 +122,7 @@ static const lws_retry_bo_t http_ws_idle_policy = {
         .secs_since_valid_hangup = 75,
 };
 
-bool http_server_adopt(HttpServer *s, int fd) {
+bool http_server_adopt(HttpServer *s, int fd, HttpPeer *peer, uint64_t started_usec) {
         HttpConn *c;
         struct lws *wsi;
 
@@ -133,6 +134,8 @@ bool http_server_adopt(HttpServer *s, int fd) {
         }
         c->server = s;
         c->hup_fd = -EBADF;
+        c->peer = http_peer_ref(peer);
+        c->first_request_usec = started_usec;
 
         s->adopting = c;
         s->adopting_destroyed = false;
@@ -209,6 +212,15 @@ unsigned http_server_n_connections(HttpServer *s) {
         return s ? s->n_connections : 0;
 }
 
+void http_server_set_limits(HttpServer *s, uint64_t body_timeout_usec, unsigned peer_max_connections) {
+        if (!s)
+                return;
+        if (body_timeout_usec > 0)
+                s->body_timeout_usec = body_timeout_usec;
+        if (peer_max_connections > 0)
+                s->peer_max_connections = peer_max_connections;
+}
+
 int http_server_new(sd_event *event, const HttpServerCallbacks *cb, void *userdata, HttpServer **ret) {
         _cleanup_(http_server_freep) HttpServer *s = NULL;
         struct lws_context_creation_info info;
@@ -225,6 +237,8 @@ int http_server_new(sd_event *event, const HttpServerCallbacks *cb, void *userda
         if (cb)
                 s->cb = *cb;
         s->userdata = userdata;
+        s->body_timeout_usec = HTTP_BODY_TIMEOUT_SEC * 1000U * 1000U;
+        s->peer_max_connections = HTTP_PEER_MAX_CONNECTIONS;
 
         r = uv_embed_new(event, &s->uv);
         if (r < 0)

@@ -21,12 +21,19 @@
  *   505  an HTTP version other than 1.0 / 1.1
  *   408  head not complete HTTP_HEAD_TIMEOUT_SEC after connecting (a silent
  *        connection is just closed)
- *   503  all connections together already buffer HTTP_MAX_TOTAL_BODY_SIZE
+ *   503  a body's bytes would take all connections together over
+ *        HTTP_MAX_TOTAL_BODY_SIZE, or those of one peer (an IPv4 address, an
+ *        IPv6 /64) over HTTP_PEER_MAX_BODY_SIZE; bodies are charged as their
+ *        bytes arrive, never for what Content-Length announces
+ *   408  a body not complete body_timeout after the connection's start (its
+ *        first request) or its head (later requests)
  * These responses close the connection. Connections over
- * HTTP_MAX_CONNECTIONS are closed at once.
+ * HTTP_MAX_CONNECTIONS, or over peer_max_connections of one peer, are closed
+ * at once.
  *
  * Timeouts (lws' own past the first head): kept-alive connections idle for
- * 10 s, and a body not complete 20 s after the last data, are closed;
+ * 10 s, and a body not complete 20 s after the last data, are closed; a
+ * body is answered 408 at its deadline (above) however steadily it comes;
  * WebSocket clients are pinged after 30 s of silence and dropped after 75 s
  * without a valid frame or pong.
  *
@@ -56,6 +63,11 @@
 /* Across all connections / all clients: */
 #define HTTP_MAX_TOTAL_BODY_SIZE       (64U * 1024U * 1024U) /* then 503 */
 #define HTTP_WS_QUEUE_TOTAL_MAX_BYTES  (64U * 1024U * 1024U) /* then -ENOBUFS */
+/* Of one peer (see http-peer.c): */
+#define HTTP_PEER_MAX_BODY_SIZE        (16U * 1024U * 1024U) /* then 503 */
+/* Defaults of http_server_set_limits(): */
+#define HTTP_BODY_TIMEOUT_SEC          30U
+#define HTTP_PEER_MAX_CONNECTIONS      256U
 
 typedef struct HttpServer HttpServer;
 
@@ -128,6 +140,12 @@ typedef struct HttpWsClient HttpWsClient;
 
 typedef struct HttpServerCallbacks {
         HttpHandler handle_request;
+        /* Optional: called when a head announces a body, before any of it is
+         * read (req's body is empty). Returns 0 to read the body and go on to
+         * handle_request, or a status (and *ret_body, as a handler) to answer
+         * at once and close: a request that will be refused anyway (no
+         * token) never gets its body buffered. */
+        HttpHandler check_head;
         /* A client asks to upgrade /ws, before the 101 is sent (body and
          * body_size of upgrade_req are empty): return < 0 to refuse it
          * (-EACCES is answered 401, -EINVAL 400, any other error 403, unless
@@ -155,6 +173,10 @@ int http_server_get_port(HttpServer *s, uint16_t *ret);
 
 unsigned http_server_n_ws_clients(HttpServer *s);
 unsigned http_server_n_connections(HttpServer *s);
+/* body_timeout_usec: a request's body must be complete this long after the
+ * connection started (first request) or its head arrived (later ones), else
+ * 408 and close. peer_max_connections: connections one peer may hold. */
+void http_server_set_limits(HttpServer *s, uint64_t body_timeout_usec, unsigned peer_max_connections);
 
 /* Queue a text frame (copied). -ENOBUFS when that client's queue is over its
  * bound (HTTP_WS_QUEUE_MAX_BYTES / _FRAMES), or all queues together are over

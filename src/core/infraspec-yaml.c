@@ -7,6 +7,7 @@
 #include <yaml.h>
 
 #include "infraspec-internal.h"
+#include "utf8.h"
 
 /* The libyaml event stream becomes a small tree of SpecNodes. This is where
  * the hostile-input limits live: depth, entries per list/mapping, node
@@ -38,6 +39,9 @@ void ispec_diag(SpecParser *p, bool error, unsigned line, unsigned column, const
                 p->oom = true;
                 return;
         }
+        /* Diagnostics quote the file and go into JSON and D-Bus strings:
+         * whatever was quoted, they are UTF-8. */
+        utf8_sanitize(m);
 
         items = reallocarray(d->items, d->n + 1, sizeof(*items));
         if (!items) {
@@ -184,7 +188,8 @@ static int node_properties_check(SpecParser *p, const yaml_event_t *ev, const ya
         *ret_str_tag = false;
         if (anchor) {
                 ispec_diag(p, true, line, column,
-                           "YAML anchors and aliases are not supported (anchor \"&%.32s\")", (const char *) anchor);
+                           "YAML anchors and aliases are not supported (anchor \"&%.*s\")",
+                           (int) utf8_prefix_len((const char *) anchor, 32), (const char *) anchor);
                 return -EINVAL;
         }
         if (!t)
@@ -202,7 +207,7 @@ static int node_properties_check(SpecParser *p, const yaml_event_t *ev, const ya
         for (size_t i = 0; i < ELEMENTSOF(core_tags); i++)
                 if (streq(t, core_tags[i]))
                         return 0;
-        ispec_diag(p, true, line, column, "unsupported YAML tag \"%.64s\"", t);
+        ispec_diag(p, true, line, column, "unsupported YAML tag \"%.*s\"", (int) utf8_prefix_len(t, 64), t);
         return -EINVAL;
 }
 
@@ -270,7 +275,8 @@ static int tree_event(SpecParser *p, TreeBuilder *b, const yaml_event_t *ev) {
 
         case YAML_ALIAS_EVENT:
                 ispec_diag(p, true, line, column,
-                           "YAML anchors and aliases are not supported (alias \"*%.32s\")",
+                           "YAML anchors and aliases are not supported (alias \"*%.*s\")",
+                           (int) utf8_prefix_len((const char *) ev->data.alias.anchor, 32),
                            (const char *) ev->data.alias.anchor);
                 return -EINVAL;
 
@@ -571,5 +577,5 @@ const SpecNode *ispec_mapping_get(const SpecNode *map, const char *key) {
 }
 
 void ispec_path_join(char *buf, size_t size, const char *prefix, const char *key) {
-        snprintf(buf, size, "%s%s%.64s", prefix, *prefix ? "." : "", key);
+        snprintf(buf, size, "%s%s%.*s", prefix, *prefix ? "." : "", (int) utf8_prefix_len(key, 64), key);
 }

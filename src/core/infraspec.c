@@ -12,6 +12,7 @@
 #include "infraspec-internal.h"
 #include "log.h"
 #include "strv.h"
+#include "utf8.h"
 
 /* infraspec.yaml into an Infraspec: infraspec-yaml.c turns the file into a
  * bounded tree; here the tree is walked with one table of fields per
@@ -480,7 +481,8 @@ static void spec_check(SpecParser *p, const SpecNode *root, Infraspec *s, const 
 
         if (s->app && expected_app && !streq(s->app, expected_app))
                 ispec_diag(p, true, app->line, app->column,
-                           "app: \"%s\" does not match its directory name \"%.64s\"", s->app, expected_app);
+                           "app: \"%s\" does not match its directory name \"%.*s\"", s->app,
+                           (int) utf8_prefix_len(expected_app, 64), expected_app);
 
         /* Required by role; a present but invalid value was reported already. */
         if (s->role == APP_ROLE_WEBSERVER && s->port == 0 && ispec_node_is_null(ispec_mapping_get(root, "port")))

@@ -11,6 +11,7 @@
 #include "curl-glue.h"
 #include "kube.h"
 #include "log.h"
+#include "utf8.h"
 
 #define MESSAGE_MAX 512                         /* of a Status message we pass on */
 #define TOKEN_RELOAD_USEC (60U * 1000000U)     /* re-read a token file this often */
@@ -294,13 +295,9 @@ static char *status_message(KubeRequest *r, long http_status) {
         for (p = s; *p; p++)
                 if ((unsigned char) *p < 0x20 || *p == 0x7f)
                         *p = ' ';
-        n = strlen(s);
-        if (n > MESSAGE_MAX) {
-                n = MESSAGE_MAX;
-                while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)   /* not inside a UTF-8 sequence */
-                        n--;
-                strcpy(s + n, "...");
-        }
+        n = utf8_prefix_len(s, MESSAGE_MAX);
+        if (s[n]) /* cut, on a character boundary, into a buffer with room for the "..." */
+                return strdup_printf("%.*s...", (int) n, s);
         return TAKE_PTR(s);
 }
 

@@ -223,6 +223,7 @@ static int manager_connect_bus(Manager *m) {
 
 static const HttpServerCallbacks http_callbacks = {
         .handle_request = api_handle_request,
+        .check_head = api_check_head,
         .ws_connected = api_ws_connected,
         .ws_message = api_ws_message,
         .ws_closed = api_ws_closed,
@@ -254,6 +255,7 @@ int manager_start(Manager *m) {
         r = http_server_new(m->event, &http_callbacks, m, &m->http);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up HTTP server: %m");
+        http_server_set_limits(m->http, m->config.http_body_timeout_usec, m->config.http_peer_max_connections);
         r = listen_setup(m->http, m->config.bind_address, m->config.port);
         if (r < 0)
                 return r;

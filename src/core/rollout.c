@@ -69,9 +69,10 @@ void rollout_condition_format(const KubeDeployment *k, char *buf, size_t size) {
         char *p;
 
         if (message && *message)
-                snprintf(buf, size, "%.64s: %.*s", reason, CONDITION_MESSAGE_MAX, message);
+                snprintf(buf, size, "%.*s: %.*s", (int) utf8_prefix_len(reason, 64), reason,
+                         (int) utf8_prefix_len(message, CONDITION_MESSAGE_MAX), message);
         else
-                snprintf(buf, size, "%.64s", reason);
+                snprintf(buf, size, "%.*s", (int) utf8_prefix_len(reason, 64), reason);
         /* From the API server: one line, no control characters, and still
          * UTF-8 where the cut fell inside a character. */
         for (p = buf; *p; p++)

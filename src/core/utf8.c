@@ -65,3 +65,18 @@ bool utf8_is_valid_n(const char *s, size_t size) {
 bool utf8_is_valid(const char *s) {
         return utf8_is_valid_n(s, strlen(s));
 }
+
+size_t utf8_prefix_len(const char *s, size_t max) {
+        const unsigned char *p = (const unsigned char *) s;
+        size_t n = strnlen(s, max);
+
+        if (n < max || p[n] == 0)
+                return n;
+        /* p[n] is the first byte left out: when it continues a character,
+         * leave out that character's first bytes too (at most 3 of them in
+         * UTF-8; more is not UTF-8 and is cut anywhere). */
+        for (size_t i = 0; i < 4 && i <= n; i++)
+                if ((p[n - i] & 0xc0) != 0x80)
+                        return n - i;
+        return n;
+}

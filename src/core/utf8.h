@@ -12,3 +12,8 @@ void utf8_sanitize(char *s);
 bool utf8_is_valid(const char *s);
 /* The same for `size` bytes; a NUL among them is valid (U+0000). */
 bool utf8_is_valid_n(const char *s, size_t size);
+
+/* The length of the longest prefix of s, at most max bytes, that does not end
+ * inside a UTF-8 character: for cuts such as "%.*s" of text that is shown or
+ * sent on. The whole string when it is not longer than max. */
+size_t utf8_prefix_len(const char *s, size_t max);

@@ -13,6 +13,7 @@
 #include "infraspec.h"
 #include "manager-bus.h"
 #include "step-driver.h"
+#include "utf8.h"
 
 /* Where we are talking to, for error messages. */
 static char where[320] = "the system bus";
@@ -231,7 +232,8 @@ int ctl_parse_id(const char *s, uint64_t *ret) {
         errno = 0;
         v = strtoull(s, &end, 10);
         if (!*s || *s < '0' || *s > '9' || *end || errno != 0 || v == 0 || v > INT64_MAX)
-                return ctl_error(-EINVAL, "invalid deployment id '%.64s%s' (expected a number from 1)", s,
+                return ctl_error(-EINVAL, "invalid deployment id '%.*s%s' (expected a number from 1)",
+                                 (int) utf8_prefix_len(s, 64), s,
                                  strlen(s) > 64 ? "..." : "");
         *ret = v;
         return 0;
@@ -246,7 +248,8 @@ static int word_error(const char *what, const char *s, const char *expected) {
                 return ctl_error(-EINVAL, "invalid %s '': empty", what);
         if (n > 255)
                 return ctl_error(-EINVAL, "invalid %s: too long (%zu bytes, at most 255)", what, n);
-        return ctl_error(-EINVAL, "invalid %s '%.64s%s': expected %s", what, strna(p), n > 64 ? "..." : "",
+        return ctl_error(-EINVAL, "invalid %s '%.*s%s': expected %s", what,
+                         (int) utf8_prefix_len(strna(p), 64), strna(p), n > 64 ? "..." : "",
                          expected);
 }
 
@@ -282,8 +285,9 @@ int ctl_check_status(const char *s) {
 int ctl_host_error(const char *host) {
         _cleanup_free_ char *p = ctl_printable(host);
 
-        return ctl_error(-EINVAL, "invalid host '%.64s%s' for -H: expected [USER@]HOST[:PORT] (no leading '-', "
-                         "no whitespace, control or shell characters)", strna(p), strlen(host) > 64 ? "..." : "");
+        return ctl_error(-EINVAL, "invalid host '%.*s%s' for -H: expected [USER@]HOST[:PORT] (no leading '-', "
+                         "no whitespace, control or shell characters)", (int) utf8_prefix_len(strna(p), 64), strna(p),
+                         strlen(host) > 64 ? "..." : "");
 }
 
 int ctl_subscribe(sd_bus *bus, const char *member, sd_bus_message_handler_t handler, void *userdata) {

@@ -8,6 +8,7 @@
 #include "ctl-deployment.h"
 #include "ctl-output.h"
 #include "manager-bus.h"
+#include "utf8.h"
 
 /* apps, status, history, show: reading nornd's state, for people or (with
  * --json) for programs. */
@@ -78,7 +79,8 @@ static int find_app(sd_bus *bus, const char *app, sd_bus_message **ret_reply, Ap
         if (r < 0)
                 return ctl_bad_reply(r);
         _cleanup_free_ char *printable = ctl_printable(app);
-        return ctl_error(-ENOENT, "unknown app '%.64s' (see 'nornctl apps')", strna(printable));
+        return ctl_error(-ENOENT, "unknown app '%.*s' (see 'nornctl apps')",
+                         (int) utf8_prefix_len(strna(printable), 64), strna(printable));
 }
 
 static int print_apps(sd_bus *bus, const CtlOptions *o, bool status_view) {

@@ -9,6 +9,7 @@
 #include "ctl-bus.h"
 #include "ctl-output.h"
 #include "ctl.h"
+#include "utf8.h"
 
 #define EXIT_USAGE 2
 
@@ -222,7 +223,8 @@ static int apply_option(const Option *opt, const char *value, CtlOptions *o, boo
                 v = strtoull(value, &end, 10);
                 if (!*value || *value < '0' || *value > '9' || *end || errno != 0 || v > UINT32_MAX) {
                         _cleanup_free_ char *p = ctl_printable(value);
-                        return ctl_error(-EINVAL, "invalid limit '%.32s' (expected a number)", strna(p));
+                        return ctl_error(-EINVAL, "invalid limit '%.*s' (expected a number)",
+                                         (int) utf8_prefix_len(strna(p), 32), strna(p));
                 }
                 o->limit = (uint32_t) v;
                 return 0;
@@ -263,8 +265,9 @@ static int parse_argv(int argc, char *argv[], CtlOptions *o, const Verb **ret_ve
                                                 verb = &verbs[k];
                                 if (!verb) {
                                         _cleanup_free_ char *p = ctl_printable(a);
-                                        return ctl_error(-EINVAL, "unknown command '%.64s%s'; see --help",
-                                                         strna(p), strlen(a) > 64 ? "..." : "");
+                                        return ctl_error(-EINVAL, "unknown command '%.*s%s'; see --help",
+                                                         (int) utf8_prefix_len(strna(p), 64), strna(p),
+                                                         strlen(a) > 64 ? "..." : "");
                                 }
                         } else
                                 args[n_args++] = argv[i];
@@ -274,12 +277,13 @@ static int parse_argv(int argc, char *argv[], CtlOptions *o, const Verb **ret_ve
                 opt = find_option(a, &value);
                 if (!opt) {
                         _cleanup_free_ char *p = ctl_printable(a);
-                        return ctl_error(-EINVAL, "unknown option '%.64s%s'; see --help", strna(p),
-                                         strlen(a) > 64 ? "..." : "");
+                        return ctl_error(-EINVAL, "unknown option '%.*s%s'; see --help",
+                                         (int) utf8_prefix_len(strna(p), 64), strna(p), strlen(a) > 64 ? "..." : "");
                 }
                 if (opt->has_value && !value) {
                         if (i + 1 >= argc)
-                                return ctl_error(-EINVAL, "option '%.64s' needs a value", a);
+                                return ctl_error(-EINVAL, "option '%.*s' needs a value",
+                                                 (int) utf8_prefix_len(a, 64), a);
                         value = argv[++i];
                 } else if (!opt->has_value && value)
                         return ctl_error(-EINVAL, "option '--%s' takes no value", opt->long_name);

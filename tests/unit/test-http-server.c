@@ -950,15 +950,34 @@ static void test_deferred(void) {
               "HTTP_DEFERRED without a responder: 500");
         response_done(&r);
 
-        /* The client leaves before the answer: the gone callback runs and
-         * the connection is released. */
+        /* The client is done sending (shutdown(SHUT_WR), as nc -N does)
+         * before the answer: it still gets it. */
+        fd = connect_to(port);
+        k = fd >= 0 ? send_str(fd, "GET /api/deferred-slow HTTP/1.1\r\nHost: t\r\n\r\n") : -EBADF;
+        if (k >= 0 && shutdown(fd, SHUT_WR) < 0)
+                k = -errno;
+        if (k >= 0)
+                k = read_response(fd, &r, false);
+        check(k >= 0 && r.status == 202 && stats_get("defer_completed") == 4 && stats_get("defer_gone") == 0,
+              "a client that half-closed after its request gets the deferred answer");
+        response_done(&r);
+        if (fd >= 0)
+                close(fd);
+
+        /* The client resets the connection before the answer: the gone
+         * callback runs at once and the connection is released. */
         fd = connect_to(port);
         k = fd >= 0 ? send_str(fd, "GET /api/deferred-slow HTTP/1.1\r\nHost: t\r\n\r\n") : -EBADF;
         usleep(200 * 1000);
-        if (fd >= 0)
+        if (fd >= 0) {
+                struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+
+                if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) < 0)
+                        k = -errno;
                 close(fd);
-        check(k >= 0 && stats_wait("defer_gone", 1) && stats_get("defer_completed") == 3,
-              "a client gone before the deferred answer: gone callback, nothing sent");
+        }
+        check(k >= 0 && stats_wait("defer_gone", 1) && stats_get("defer_completed") == 4,
+              "a client gone (reset) before the deferred answer: gone callback, nothing sent");
 }
 
 static void test_listen_fd(void) {

@@ -19,6 +19,7 @@
 #include "infraspec.h"
 #include "macro.h"
 #include "tap.h"
+#include "utf8.h"
 
 #define FILENAME "apps/web/infraspec.yaml"
 #define SECRET "s3cr3t-hook-value"
@@ -462,6 +463,53 @@ static void test_syntax(void) {
         expect_error("python tag", "app: !!python/object:os.system x\nrole: worker\n", "unsupported YAML tag");
 }
 
+/* Every diagnostic must be valid UTF-8: it goes into JSON and D-Bus strings. */
+static bool all_utf8(const InfraspecDiagnostics *d) {
+        for (size_t i = 0; i < d->n; i++) {
+                _cleanup_free_ char *f = infraspec_diagnostic_format(d, i);
+
+                if (!utf8_is_valid(d->items[i].message) || !f || !utf8_is_valid(f))
+                        return false;
+        }
+        return true;
+}
+
+/* Tags that are long, multi-byte or percent-escaped to bytes that are not
+ * UTF-8: the diagnostic quotes them cut on a character boundary, any byte
+ * that is not UTF-8 replaced. */
+static void test_tag_utf8(void) {
+        /* A tag is URI characters: others come percent-escaped. */
+        static const char *const chars[] = { "%c3%a9", "%e2%96%b6", "%f0%9f%98%80" };
+
+        for (size_t c = 0; c < ELEMENTSOF(chars); c++)
+                for (size_t pad = 60; pad <= 64; pad++) {
+                        _cleanup_(infraspec_freep) Infraspec *s = NULL;
+                        InfraspecDiagnostics d = {};
+                        char yaml[256], tag[128];
+                        int r;
+
+                        memset(tag, 'x', pad);
+                        snprintf(tag + pad, sizeof(tag) - pad, "%s%s", chars[c], chars[c]);
+                        snprintf(yaml, sizeof(yaml), "app: !%s web\nrole: worker\n", tag);
+                        r = parse(yaml, NULL, &s, &d);
+                        if (!check(r == -EINVAL && has(&d, "unsupported YAML tag \"!xxxxxxxx") && all_utf8(&d),
+                                   "tag of %zu ASCII + %zu-byte characters: cut on a character boundary", pad,
+                                   strlen(chars[c]) / 3))
+                                dump(&d);
+                        infraspec_diagnostics_done(&d);
+                }
+        {
+                _cleanup_(infraspec_freep) Infraspec *s = NULL;
+                InfraspecDiagnostics d = {};
+                int r = parse("app: !<!%ff%c3> web\nrole: worker\n", NULL, &s, &d);
+
+                if (!check(r == -EINVAL && d.n_errors > 0 && all_utf8(&d),
+                           "tag percent-escaped to bytes that are not UTF-8: the diagnostic is UTF-8"))
+                        dump(&d);
+                infraspec_diagnostics_done(&d);
+        }
+}
+
 static void test_aliases(void) {
         expect_error("anchor refused", "base: &b\n  x: 1\napp: web\nrole: worker\n",
                      ":1:7: error: YAML anchors and aliases are not supported (anchor \"&b\")");
@@ -879,6 +927,7 @@ int main(void) {
         test_types();
         test_unknown_keys();
         test_syntax();
+        test_tag_utf8();
         test_aliases();
         test_limits();
         test_dockerfile();

@@ -18,11 +18,13 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 
 #include "curl-glue.h"
 #include "kube-config.h"
 #include "kube.h"
 #include "tap.h"
+#include "utf8.h"
 
 #define TOKEN "t0ken-S3CRET-never-in-errors"
 #define WRONG_TOKEN "wr0ng-S3CRET-never-in-errors"
@@ -269,6 +271,32 @@ static int standin_control(Standin *s, const char *path) {
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_CAINFO, ca);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+        if (curl_easy_perform(e) != CURLE_OK)
+                return 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+        return code == 200;
+}
+
+/* The deny control: the next PATCH of ns/name gets a Status with this message. */
+static int standin_deny(Standin *s, const char *ns, const char *name, const char *message) {
+        _cleanup_(curl_easy_cleanupp) CURL *e = curl_easy_init();
+        _cleanup_free_ char *ca = path_in_dir("ca.crt"), *body = NULL;
+        json_t *j;
+        char url[512];
+        long code = 0;
+
+        if (!e)
+                return 0;
+        j = json_pack("{s:s, s:i}", "message", message, "code", 400);
+        body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!body)
+                return 0;
+        snprintf(url, sizeof(url), "https://127.0.0.1:%d/_standin/deployments/%s/%s/deny", s->port, ns, name);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
         if (curl_easy_perform(e) != CURLE_OK)
                 return 0;
@@ -881,6 +909,42 @@ static void test_client(Standin *a, Standin *slow) {
         do_patch(c, NULL, "web", "nosuch", "x:1", NULL, &o);
         expect_failure(&o, "container not in the pod spec", -EINVAL, 422, "invalid patch of deployment default/web: "
                        "Deployment.apps \"web\" is invalid: spec.template.spec.containers[2].name: Not found");
+
+        /* Status messages around the 512-byte cut (an admission webhook's
+         * denial text): ASCII, and a 2-, 3- or 4-byte character across the
+         * cut; each kept whole up to 512 bytes, else cut on a character
+         * boundary with "..." (an ASan build caught a heap overflow here). */
+        for (size_t len = 511; len <= 515; len++) {
+                static const char *const chars[] = { "", "\xc3\xa9", "\xe2\x96\xb6", "\xf0\x9f\x98\x80" };
+
+                for (size_t k = 0; k < ELEMENTSOF(chars); k++) {
+                        size_t clen = strlen(chars[k]), at = clen ? 511 : len, keep;
+                        char msg[600], want[600];
+                        const char *got;
+
+                        /* the character starts at byte 511: it straddles the cut when longer than one byte */
+                        if (clen && at + clen > len)
+                                continue;
+                        memset(msg, 'm', len);
+                        memcpy(msg + at, chars[k], clen);
+                        msg[len] = 0;
+                        keep = len <= 512 ? len : (clen > 1 ? 511 : 512);
+                        snprintf(want, sizeof(want), "%.*s%s", (int) keep, msg, len <= 512 ? "" : "...");
+
+                        if (!standin_deny(a, "default", "web", msg)) {
+                                check(false, "deny control for a %zu-byte message", len);
+                                continue;
+                        }
+                        do_patch(c, NULL, "web", "web", "registry.example/web:denied", NULL, &o);
+                        got = o.message ? strstr(o.message, "default/web: ") : NULL;
+                        got = got ? got + strlen("default/web: ") : NULL;
+                        check(o.error == -EINVAL && o.http == 400 && got && streq(got, want) &&
+                              utf8_is_valid(o.message),
+                              "%zu-byte Status message, %s at byte 511: passed on as %zu bytes%s",
+                              len, (const char *const[]) { "ASCII", "a 2-byte character", "a 3-byte character",
+                                                           "a 4-byte character" }[k], got ? strlen(got) : 0, got && strlen(got) > keep ? " + \"...\"" : "");
+                }
+        }
 
         /* refused before anything is sent: answered from the loop, never inside the call */
         do_patch(c, NULL, "Web", "web", "x:1", NULL, &o);

@@ -41,6 +41,32 @@ int main(void) {
         utf8_sanitize(buf);
         check(streq(buf, "a?b\xc3\xa9" "c??"), "sanitize replaces each bad byte with '?': %s", buf);
 
+        /* Cuts on a character boundary: "é" (2 bytes), "▶" (3), "😀" (4) at every offset of the cut. */
+        {
+                static const char *const chars[] = { "\xc3\xa9", "\xe2\x96\xb6", "\xf0\x9f\x98\x80" };
+
+                for (size_t c = 0; c < ELEMENTSOF(chars); c++)
+                        for (size_t pad = 0; pad < 5; pad++) {
+                                char t[32] = "";
+                                size_t len, n;
+
+                                memset(t, 'x', pad);
+                                strcpy(t + pad, chars[c]);
+                                strcat(t, "yz");
+                                len = strlen(t);
+                                for (size_t max = 0; max <= len + 1; max++) {
+                                        n = utf8_prefix_len(t, max);
+                                        if (!check(n <= max && n <= len && utf8_is_valid_n(t, n) &&
+                                                           (max >= len ? n == len : max - n < strlen(chars[c])),
+                                                   "utf8_prefix_len(%zu x + %zu-byte char + yz, %zu) = %zu",
+                                                   pad, strlen(chars[c]), max, n))
+                                                break;
+                                }
+                        }
+        }
+        check(utf8_prefix_len("\x80\x80\x80\x80\x80\x80", 5) == 5, "a run of stray continuation bytes is cut anywhere");
+        check(utf8_prefix_len("", 3) == 0 && utf8_prefix_len("abc", 0) == 0, "empty string, zero length");
+
         check(unhexchar('0') == 0 && unhexchar('9') == 9 && unhexchar('a') == 10 && unhexchar('F') == 15,
               "hex digits of either case");
         check(unhexchar('g') < 0 && unhexchar('z') < 0 && unhexchar('\0') < 0 && unhexchar(' ') < 0 &&
