@@ -344,6 +344,10 @@ int config_load(NornConfig *c, bool user_mode) {
         if ((r = env_uint("NORN_QUEUE_MAX", 0, 1000, &n)) < 0)
                 return r;
         c->queue_max = (unsigned) n;
+        n = 300;
+        if ((r = env_uint("NORN_DB_HOLD_TIMEOUT", 1, 7 * 24 * 3600, &n)) < 0)
+                return r;
+        c->db_hold_timeout_usec = n * 1000000ULL;
         return load_admin_group(c);
 
 oom:
