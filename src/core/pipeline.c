@@ -245,11 +245,13 @@ void pipeline_step_continue(Deployment *d, const StepRunResult *result) {
 
 static void on_step_begin_stored(Deployment *d, int r) {
         if (!store_ok(d, r) && d->step != STEP_CLEANUP) {
-                /* Nothing may run that the database does not know of. */
-                emit_step_event(d, d->step);
-                if (d->steps[d->step].status == STEP_SKIPPED)
+                /* Nothing may run that the database does not know of: a
+                 * step that never ran ends failed (its begin and end are
+                 * written in that order once the database is back). */
+                if (d->steps[d->step].status == STEP_SKIPPED) {
+                        emit_step_event(d, d->step);
                         step_enter(d, STEP_CLEANUP);
-                else
+                } else
                         step_end(d, STEP_FAILED);
                 return;
         }
@@ -269,6 +271,7 @@ static void on_step_begin_stored(Deployment *d, int r) {
                 return;
         }
         log_deployment(d, LOG_INFO, NULL, "Step %s started.", step_to_string(d->step));
+        snprintf(d->held_at, sizeof(d->held_at), "while step %s ran", step_to_string(d->step));
         d->phase = 0;
         step_driver_result(d, step_driver(d->step)(d, NULL));
 }
