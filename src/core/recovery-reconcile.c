@@ -170,6 +170,20 @@ static void poll_later(Reconcile *rc) {
                               "it again: %s", rc->image, strerror(-r));
 }
 
+static bool error_is_transient(int error) {
+        switch (error) {
+        case -EIO:
+        case -ETIMEDOUT:
+        case -ECONNREFUSED:
+        case -ECONNRESET:
+        case -EHOSTUNREACH:
+        case -EBUSY:
+                return true;
+        default:
+                return false;
+        }
+}
+
 static void on_rollout_read(KubeClient *kc, const KubeResult *result, void *userdata) {
         Reconcile *rc = userdata;
         uint64_t now = 0;
@@ -183,7 +197,7 @@ static void on_rollout_read(KubeClient *kc, const KubeResult *result, void *user
         if (result->error < 0) {
                 const char *msg = result->message ?: "Kubernetes request failed";
 
-                if (result->error == -ENOENT || now >= rc->deadline)
+                if (!error_is_transient(result->error) || now >= rc->deadline)
                         return reconcile_end(rc, false, "nornd restarted while following the rollout of %s; "
                                              "reading it again failed: %s", rc->image, msg);
                 if (!streq_ptr(rc->last_error, msg)) {
@@ -236,7 +250,11 @@ static void reconcile_kube(Manager *m, int64_t id, const char *app, const char *
                 timeout = ROLLOUT_TIMEOUT_DEFAULT_SEC * 1000000ULL;
         r = manager_kube_client(m, &error);
         if (r < 0) {
-                (void) record(m, id, false, error ? error : "Kubernetes is not configured");
+                char note[NOTE_MAX];
+
+                snprintf(note, sizeof(note), "nornd restarted while following the rollout of %s, and cannot "
+                         "check it: Kubernetes is not configured: %s", image, strna(error));
+                (void) record(m, id, false, note);
                 return;
         }
 
@@ -306,7 +324,13 @@ static void on_candidates(Db *db, const PGresult *res, const char *error, void *
                            *deploy = PQgetvalue(res, i, 4);
                 int64_t rollback_of = PQgetisnull(res, i, 3) ? 0 : strtoll(PQgetvalue(res, i, 3), NULL, 10);
                 _cleanup_free_ char *why = NULL;
+                bool known = false;
 
+                /* The database came back during an earlier pass: followed already. */
+                for (Reconcile *rc = m->reconciling; rc; rc = rc->next)
+                        known = known || rc->id == id;
+                if (known)
+                        continue;
                 if (streq(deploy, "succeeded")) {
                         (void) record(m, id, true, "nornd restarted after the deploy step succeeded");
                         continue;
