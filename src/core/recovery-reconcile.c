@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "cron-timer.h"
 #include "infraspec.h"
 #include "kube.h"
 #include "log.h"
@@ -305,6 +306,32 @@ static bool app_is_cron(Manager *m, const char *app, char **ret_error) {
         return cron;
 }
 
+static void on_unrecorded_timer_removed(int r, const char *error, void *userdata) {
+        _cleanup_free_ char *app = userdata;
+
+        if (r < 0)
+                log_warning("Cannot remove the unrecorded timer of %s: %s", app, strna(error));
+        else
+                log_info("Timer of %s checked against the manager: nothing of a deploy that was never "
+                         "recorded is left.", app);
+}
+
+/* A first deploy killed before its timer was recorded: units the manager
+ * made from requests the killed nornd had already sent would run an image
+ * the record does not know, and the restore only re-creates recorded ones. */
+static void remove_unrecorded_timer(Manager *m, const char *app) {
+        char *a = strdup(app);
+        int r;
+
+        if (!a)
+                return (void) log_oom();
+        r = cron_timers_undeploy(m->cron, app, on_unrecorded_timer_removed, a, NULL);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot check the timer of %s against the manager: %m", app);
+                free(a);
+        }
+}
+
 typedef struct ReconcileQuery {
         Manager *manager;
         void (*done)(Manager *m);
@@ -341,13 +368,17 @@ static void on_candidates(Db *db, const PGresult *res, const char *error, void *
                         continue;
                 }
                 if (app_is_cron(m, app, &why)) {
-                        /* The record is what nornd re-creates the timer from. */
+                        /* The record is what nornd re-creates the timer from
+                         * (cron_timers_restore(), at start). */
                         if (!PQgetisnull(res, i, 5))
                                 (void) record(m, id, true, "nornd restarted while setting up the timer; its "
                                               "record names this deployment, so the timer runs this image");
-                        else
+                        else {
                                 (void) record(m, id, false, "nornd restarted while setting up the timer, before "
                                               "it was recorded; the timer of the last good deploy stays");
+                                if (PQgetisnull(res, i, 6))
+                                        remove_unrecorded_timer(m, app);
+                        }
                         continue;
                 }
                 if (why) {
@@ -374,7 +405,8 @@ int recovery_reconcile_start(Manager *m, void (*done)(Manager *m)) {
                 return -ENOMEM;
         *q = (ReconcileQuery) { m, done };
         r = db_query(m->db,
-                     "SELECT d.id, d.app, d.image_tag, d.rollback_of, s.status, ct.app "
+                     "SELECT d.id, d.app, d.image_tag, d.rollback_of, s.status, ct.app, "
+                     "       (SELECT c2.app FROM cron_timers c2 WHERE c2.app = d.app) "
                      "FROM deployments d JOIN deployment_steps s ON s.deployment_id = d.id AND s.name = 'deploy' "
                      "LEFT JOIN cron_timers ct ON ct.app = d.app AND ct.deployment_id = d.id "
                      "                        AND ct.image = d.image_tag "

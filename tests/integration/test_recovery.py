@@ -8,9 +8,11 @@ Made deterministic with the stand-in's controls: a rollout to an image the
 stand-in never makes ready stalls until the test says "ready"; cleanup is
 caught by stopping the systemd user manager (SIGSTOP) before its scope can
 start, so nornd is killed with the cleanup recorded as running."""
+import json
 import os
 import signal
 import subprocess
+import threading
 import unittest
 
 from fixtures import example_app_files, write_files
@@ -28,6 +30,22 @@ def local_app_files(app):
     return files
 
 
+def cron_app_files(app, runtime, fifo):
+    """A local cron app whose test step waits on fifo."""
+    files = example_app_files(app=app)
+    del files["migrations/001.sql"]
+    files["infraspec.yaml"] = "\n".join([
+        f"app: {app}", "role: cron", "deploy: true", 'schedule: "@yearly"', 'command: "true"',
+        "runtime: " + json.dumps(runtime), "build:", "  dockerfile: Dockerfile",
+        "  test: " + json.dumps(f"echo waiting; read x < {fifo}")]) + "\n"
+    return files
+
+
+def cron_units(app):
+    out = run(["systemctl", "--user", "list-units", "--all", "--plain", "--no-legend", f"norn-cron-{app}.*"]).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
 APPS = {
     "waitok": KubeStandin.deployment("waitok", annotations=BAD, progress_deadline=600),
     "waitbad": KubeStandin.deployment("waitbad", annotations=BAD, progress_deadline=4),
@@ -42,6 +60,18 @@ class RecoveryTest(unittest.TestCase):
         cls.env.__enter__()
         for app in APPS:
             write_files(cls.env.add_app(app, local_app_files(app)), local_app_files(app))
+        # Paths a cron runtime may have: no '_' or "/." in them.
+        cls.cron_dir = os.path.join(os.environ["NORN_SANDBOX_DIR"], "recovery-" + os.urandom(4).hex())
+        os.makedirs(cls.cron_dir)
+        os.chmod(cls.cron_dir, 0o755)
+        runtime = os.path.join(cls.cron_dir, "runtime")
+        with open(runtime, "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        os.chmod(runtime, 0o755)
+        cls.fifo = os.path.join(cls.cron_dir, "release")
+        os.mkfifo(cls.fifo)
+        files = cron_app_files("cronny", runtime, cls.fifo)
+        write_files(cls.env.add_app("cronny", files), files)
 
     @classmethod
     def tearDownClass(cls):
@@ -71,6 +101,15 @@ class RecoveryTest(unittest.TestCase):
     def ready(self, app):
         status, _ = self.env.kube.request("POST", f"/_standin/deployments/default/{app}/ready", {})
         self.assertEqual(status, 200)
+
+    def manager_pid(self):
+        return int(run(["busctl", "--user", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                        "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s",
+                        "org.freedesktop.systemd1"]).stdout.split()[1])
+
+    def release(self):
+        with open(self.fifo, "w") as f:
+            f.write("go\n")
 
     def assert_rolled_out(self, name, image):
         obj = self.env.kube.get(name)
@@ -122,9 +161,7 @@ class RecoveryTest(unittest.TestCase):
         p, deploy_id = self.deploy_until("inclean", "rollout: ")
         image = env.row(deploy_id)["image_tag"]
         # The user manager stops answering: cleanup's scope cannot start.
-        manager = int(run(["busctl", "--user", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                           "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s",
-                           "org.freedesktop.systemd1"]).stdout.split()[1])
+        manager = self.manager_pid()
         os.kill(manager, signal.SIGSTOP)
         try:
             self.ready("inclean")
@@ -147,6 +184,36 @@ class RecoveryTest(unittest.TestCase):
         self.ready("inclean")
         p = env.deploy("inclean")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_killed_while_setting_up_a_cron_timer(self):
+        env = self.env
+        p, deploy_id = self.deploy_until("cronny", "waiting")
+        # The manager stops answering before the deploy step asks it for the timer.
+        manager = self.manager_pid()
+        os.kill(manager, signal.SIGSTOP)
+        try:
+            self.release()
+            wait_until(lambda: env.steps(deploy_id)["deploy"]["status"] == "running", timeout=90,
+                       what="the deploy step to start")
+            self.kill_nornd(p)
+        finally:
+            os.kill(manager, signal.SIGCONT)
+        env.nornd.start()
+        wait_until(lambda: env.row(deploy_id)["status"] != "deploying", timeout=60, what="reconciliation")
+        row, steps = env.row(deploy_id), env.steps(deploy_id)
+        self.assertEqual(row["status"], "failed")
+        self.assertEqual(row["error"], "nornd restarted while setting up the timer, before it was recorded; the "
+                                       "timer of the last good deploy stays")
+        self.assertEqual(steps["deploy"]["status"], "failed")
+        # The manager agrees with the record: no timer for a deploy that never was recorded.
+        wait_until(lambda: "Timer of cronny checked against the manager" in env.nornd.log(), timeout=60,
+                   what="the timer check")
+        self.assertEqual(cron_units("cronny"), [])
+        # A deploy now goes through, and its timer is there.
+        threading.Thread(target=self.release, daemon=True).start()
+        p = env.deploy("cronny")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("norn-cron-cronny.timer", cron_units("cronny"))
 
 
 if __name__ == "__main__":
