@@ -106,8 +106,10 @@ static void emit_step_event(Deployment *d, StepId s) {
 static bool store_ok(Deployment *d, int r) {
         if (r >= 0)
                 return true;
-        if (r != -ETIMEDOUT)
+        if (r == -EIO)
                 deployment_fail(d, "PostgreSQL refused to record the deployment (%s)", d->held_at);
+        else if (r != -ETIMEDOUT)
+                deployment_fail(d, "cannot record the deployment (%s): %s", d->held_at, strerror(-r));
         return false;
 }
 
