@@ -20,6 +20,8 @@ over --rollout-seconds.
 
 Test controls (no authentication, not part of Kubernetes):
   POST  /_standin/deployments/{ns}/{name}/fail   pods of new rollouts never become ready
+  POST  /_standin/deployments/{ns}/{name}/ready  undoes that (both never-ready annotations go):
+        a stalled rollout then completes
   POST  /_standin/deployments/{ns}/{name}/conflict   body {"count": N} (default 1): the next N
         PATCHes that carry a metadata.resourceVersion find the Deployment changed
         just before them by another writer (an annotation, a new resourceVersion),
@@ -71,7 +73,11 @@ BODY_MAX = 3 * 1024 * 1024
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DEPLOYMENT_PATH = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments(?:/([^/]+))?/?$")
+<<<<<<< HEAD
 CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/(fail|conflict|deny)/?$")
+=======
+CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/(fail|ready|conflict)/?$")
+>>>>>>> lifecycle
 
 # Lists a strategic merge patch merges by key instead of replacing
 # (patchMergeKey in the Kubernetes API types), as far as a Deployment goes.
@@ -506,6 +512,7 @@ class Store:
             self.conflicts[(ns, name)] = count
             return {"ok": True, "count": count}
 
+<<<<<<< HEAD
     def add_denial(self, ns, name, body):
         code = body.get("code", 400) if isinstance(body, dict) else None
         message = body.get("message") if isinstance(body, dict) else None
@@ -516,6 +523,18 @@ class Store:
             if (ns, name) not in self.objects:
                 raise not_found(name)
             self.denials[(ns, name)] = (code, message)
+=======
+    def mark_ready(self, ns, name):
+        with self.lock:
+            obj = self.objects.get((ns, name))
+            if not obj:
+                raise not_found(name)
+            annotations = obj["metadata"].get("annotations", {})
+            annotations.pop(NEVER_READY, None)
+            annotations.pop(NEVER_READY_IMAGE, None)
+            obj["metadata"]["resourceVersion"] = self.next_rv()
+            self.dump()
+>>>>>>> lifecycle
             return {"ok": True}
 
     def mark_failing(self, ns, name):
@@ -678,9 +697,14 @@ class Handler(BaseHTTPRequestHandler):
                     body = self.parse_json(raw) if raw.strip() else {}
                     count = body.get("count", 1) if isinstance(body, dict) else None
                     return self.send_json(200, self.server.store.add_conflicts(m.group(1), m.group(2), count))
+<<<<<<< HEAD
                 if m.group(3) == "deny":
                     return self.send_json(200, self.server.store.add_denial(m.group(1), m.group(2),
                                                                             self.parse_json(raw)))
+=======
+                if m.group(3) == "ready":
+                    return self.send_json(200, self.server.store.mark_ready(m.group(1), m.group(2)))
+>>>>>>> lifecycle
                 return self.send_json(200, self.server.store.mark_failing(m.group(1), m.group(2)))
             code, obj = self.handle_api(method)
             self.send_json(code, obj, self.user)

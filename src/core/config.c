@@ -353,6 +353,10 @@ int config_load(NornConfig *c, bool user_mode) {
         if ((r = env_uint("NORN_HTTP_PEER_MAX_CONNECTIONS", 1, HTTP_MAX_CONNECTIONS, &n)) < 0)
                 return r;
         c->http_peer_max_connections = (unsigned) n;
+        n = 300;
+        if ((r = env_uint("NORN_DB_HOLD_TIMEOUT", 1, 7 * 24 * 3600, &n)) < 0)
+                return r;
+        c->db_hold_timeout_usec = n * 1000000ULL;
         return load_admin_group(c);
 
 oom:

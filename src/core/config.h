@@ -36,6 +36,8 @@ typedef struct NornConfig {
         uint64_t step_tasks_max;       /* NORN_STEP_TASKS_MAX */
         uint64_t step_cpu_quota_usec;  /* NORN_STEP_CPU_QUOTA, percent -> usec per sec */
         uint64_t step_timeout_usec[_STEP_MAX]; /* NORN_TIMEOUT_<STEP>, seconds */
+        uint64_t db_hold_timeout_usec; /* NORN_DB_HOLD_TIMEOUT, seconds: how long a deployment waits
+                                        * at a step boundary for the database to record it */
         unsigned max_parallel;   /* NORN_MAX_PARALLEL: deploys of different apps at once */
         unsigned queue_max;      /* NORN_QUEUE_MAX: waiting deploys per app */
         uint64_t http_body_timeout_usec;      /* NORN_HTTP_BODY_TIMEOUT, seconds */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cron-timer.h"
+#include "deploy-store.h"
 #include "deployment.h"
 #include "infraspec.h"
 #include "kube.h"
@@ -40,6 +41,8 @@ Deployment *deployment_free(Deployment *d) {
         if (!d)
                 return NULL;
 
+        deploy_store_drop(d);
+        sd_event_source_unref(d->hold_timer);
         step_clone_abort(d);
         step_run_free(d->run);
         step_run_free(d->finished_run);

@@ -16,6 +16,7 @@ typedef struct Infraspec Infraspec;
 typedef struct StepRun StepRun;
 typedef struct KubeRequest KubeRequest;
 typedef struct CronOp CronOp;
+typedef struct DeployWrite DeployWrite;
 
 typedef struct DeploymentStep {
         StepStatus status;
@@ -65,8 +66,18 @@ typedef struct Deployment {
         sd_event_source *defer;
         char *askpass_dir;       /* GIT_ASKPASS helper, removed after clone */
         bool cancel_requested;
-        void (*store_done)(struct Deployment *d, int r); /* a database write is in flight */
-        bool db_lost;            /* a write failed: finish in memory only */
+        bool finishing;          /* deployment_finish() ran: its final status is set */
+        bool listed_recent;      /* moved to Manager.recent (once) */
+
+        /* The record: writes go out one at a time, in order (deploy-store.c).
+         * One that cannot reach the database is held and sent again when it
+         * is back; the pipeline waits at that boundary (hold_timer). */
+        DeployWrite *writes;
+        bool write_held;
+        void (*store_held)(struct Deployment *d, bool held);
+        sd_event_source *hold_timer;
+        bool hold_expired;       /* gave up waiting: later writes queue behind, unwaited */
+        char held_at[128];       /* the boundary being recorded, for messages */
 
         sd_bus_message *pending_reply; /* Deploy() answered once the row exists */
         struct Deployment *next;

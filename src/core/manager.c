@@ -9,6 +9,7 @@
 #include "config-build.h"
 #include "cron-timer.h"
 #include "deploy-log.h"
+#include "deploy-store.h"
 #include "health.h"
 #include "kube.h"
 #include "recovery.h"
@@ -109,6 +110,7 @@ static void on_db_state(Db *db, bool up, void *userdata) {
         if (up) {
                 log_info("Database connected, schema is current.");
                 recovery_on_database_up(m);
+                deploy_store_resume(m); /* deployments held at a boundary go on */
                 manager_restore_cron(m);
         } else
                 log_warning("Database unavailable: %s", strna(db_last_error(db)));
@@ -327,6 +329,7 @@ Manager *manager_free(Manager *m) {
         db_free(m->db);
         free_deployments(m->deployments);
         free_deployments(m->recent);
+        recovery_reconcile_free_all(m);
         kube_client_free(m->kube);
         event_log_done(&m->events);
         sd_bus_slot_unref(m->systemd_slot);

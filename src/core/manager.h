@@ -13,6 +13,7 @@
 
 typedef struct KubeClient KubeClient;
 typedef struct CronTimers CronTimers;
+typedef struct Reconcile Reconcile;
 
 typedef struct WsSubscriber WsSubscriber; /* api-ws-internal.h */
 
@@ -40,6 +41,7 @@ typedef struct Manager {
         Deployment *recent;      /* finished, newest first, bounded */
         bool recovered;          /* start-up recovery done: deployments may run */
         unsigned recovery_pending;
+        Reconcile *reconciling;  /* rollouts checked again after a restart (recovery-reconcile.c) */
         bool shutting_down;
 
         KubeClient *kube;        /* made on first use from the kubeconfig */

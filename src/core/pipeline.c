@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -99,27 +100,80 @@ static void emit_step_event(Deployment *d, StepId s) {
         manager_bus_deployment_changed(d->manager, d);
 }
 
-/* Runs the next piece of work once a write is committed; with the database
- * gone, the deployment still ends (in memory) and the row is repaired later. */
+/* A write of the record is committed (r = 0); refused by the server (-EIO:
+ * the deployment fails, saying so); or the hold at this boundary timed out
+ * (-ETIMEDOUT: the error is already set). */
 static bool store_ok(Deployment *d, int r) {
         if (r >= 0)
                 return true;
-        if (!d->db_lost) {
-                d->db_lost = true;
-                deployment_fail(d, "database unavailable during deployment");
-                log_deployment(d, LOG_ERR, NULL, "Lost the database during deployment %" PRIi64
-                               "; stopping it.", d->id);
-        }
+        if (r == -EIO)
+                deployment_fail(d, "PostgreSQL refused to record the deployment (%s)", d->held_at);
+        else if (r != -ETIMEDOUT)
+                deployment_fail(d, "cannot record the deployment (%s): %s", d->held_at, strerror(-r));
         return false;
 }
 
+static int on_hold_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Deployment *d = userdata;
+        DeployStoreDone next;
+
+        d->hold_timer = sd_event_source_disable_unref(d->hold_timer);
+        if (!deploy_store_held(d) || d->hold_expired)
+                return 0;
+
+        /* Give up waiting: the deployment ends with what really happened, and
+         * everything queued (this boundary first) is written in order once
+         * the database is back. A finished one only waits for its record. */
+        d->hold_expired = true;
+        if (!d->finishing)
+                deployment_fail(d, "PostgreSQL was unavailable for more than %" PRIu64 " s (NORN_DB_HOLD_TIMEOUT) "
+                                "%s; the deployment stopped there", d->manager->config.db_hold_timeout_usec / 1000000,
+                                d->held_at);
+        log_deployment(d, LOG_ERR, NULL, "Deployment %" PRIi64 " of %s: the database is still unavailable %s; "
+                       "giving up waiting (the record is written when it is back).", d->id, d->app, d->held_at);
+        next = deploy_store_release(d);
+        if (next)
+                next(d, -ETIMEDOUT);
+        return 0;
+}
+
+/* deploy-store.c: the write of this boundary waits for the database. */
+static void on_store_held(Deployment *d, bool held) {
+        Manager *m = d->manager;
+        int r;
+
+        if (m->shutting_down)
+                return;
+        if (!held) {
+                if (!d->hold_timer)
+                        return;
+                d->hold_timer = sd_event_source_disable_unref(d->hold_timer);
+                log_deployment(d, LOG_NOTICE, NULL, "Deployment %" PRIi64 " of %s: the database is back, recorded "
+                               "%s; going on.", d->id, d->app, d->held_at);
+                return;
+        }
+        if (d->hold_timer || d->hold_expired)
+                return;
+        r = sd_event_add_time_relative(m->event, &d->hold_timer, CLOCK_MONOTONIC,
+                                       m->config.db_hold_timeout_usec, 0, on_hold_timeout, d);
+        if (r < 0)
+                log_deployment(d, LOG_WARNING, NULL, "Cannot arm the database hold timer: %s", strerror(-r));
+        log_deployment(d, LOG_WARNING, NULL, "Deployment %" PRIi64 " of %s held %s: the database is unavailable; "
+                       "waiting up to %" PRIu64 " s for it to record this before going on.", d->id, d->app,
+                       d->held_at, m->config.db_hold_timeout_usec / 1000000);
+        deployment_log(d, "held %s: waiting for the database to record it", d->held_at);
+}
+
+/* Queues a write of the record; next() runs once it is committed (at once
+ * when nobody waits any more). held_at names the boundary for messages. */
 static void store_or_continue(Deployment *d, int (*write)(Deployment *, StepId, DeployStoreDone),
                               StepId s, DeployStoreDone next) {
-        int r = d->db_lost ? -ENOTCONN : write(d, s, next);
-        if (r < 0) {
-                store_ok(d, r);
-                next(d, r);
-        }
+        int r;
+
+        d->store_held = on_store_held;
+        r = write(d, s, d->hold_expired ? NULL : next);
+        if (r < 0 || d->hold_expired)
+                next(d, r < 0 ? r : 0);
 }
 
 /* --- step end --- */
@@ -150,6 +204,8 @@ static void step_end(Deployment *d, StepStatus status) {
                 log_deployment(d, LOG_INFO, NULL, "Step %s %s (%.1fs).", step_to_string(d->step),
                                step_status_to_string(status),
                                (double) (st->finished_usec - st->started_usec) / 1e6);
+        snprintf(d->held_at, sizeof(d->held_at), "after step %s ended (%s)", step_to_string(d->step),
+                 step_status_to_string(status));
         store_or_continue(d, deploy_store_step_end, d->step, on_step_end_stored);
 }
 
@@ -191,8 +247,14 @@ void pipeline_step_continue(Deployment *d, const StepRunResult *result) {
 
 static void on_step_begin_stored(Deployment *d, int r) {
         if (!store_ok(d, r) && d->step != STEP_CLEANUP) {
-                /* Nothing may run that the database does not know of. */
-                step_end(d, STEP_FAILED);
+                /* Nothing may run that the database does not know of: a
+                 * step that never ran ends failed (its begin and end are
+                 * written in that order once the database is back). */
+                if (d->steps[d->step].status == STEP_SKIPPED) {
+                        emit_step_event(d, d->step);
+                        step_enter(d, STEP_CLEANUP);
+                } else
+                        step_end(d, STEP_FAILED);
                 return;
         }
         emit_step_event(d, d->step);
@@ -211,6 +273,7 @@ static void on_step_begin_stored(Deployment *d, int r) {
                 return;
         }
         log_deployment(d, LOG_INFO, NULL, "Step %s started.", step_to_string(d->step));
+        snprintf(d->held_at, sizeof(d->held_at), "while step %s ran", step_to_string(d->step));
         d->phase = 0;
         step_driver_result(d, step_driver(d->step)(d, NULL));
 }
@@ -234,6 +297,8 @@ static void step_enter(Deployment *d, StepId s) {
                 if (status >= 0)
                         d->status = status;
         }
+        snprintf(d->held_at, sizeof(d->held_at), st->status == STEP_SKIPPED ? "at step %s (skipped)" :
+                 "before step %s started", step_to_string(s));
         store_or_continue(d, deploy_store_step_begin, s, on_step_begin_stored);
 }
 
@@ -307,6 +372,14 @@ int pipeline_run_command(Deployment *d, char *const *argv, char *const *env, con
 
 /* --- start and finish --- */
 
+static int store_start(Deployment *d, StepId s, DeployStoreDone done) {
+        return deploy_store_start(d, done);
+}
+
+static int store_finish(Deployment *d, StepId s, DeployStoreDone done) {
+        return deploy_store_finish(d, done);
+}
+
 static void on_started_stored(Deployment *d, int r) {
         if (!store_ok(d, r)) {
                 deployment_finish(d);
@@ -318,8 +391,8 @@ static void on_started_stored(Deployment *d, int r) {
 
 void pipeline_start(Deployment *d) {
         Manager *m = d->manager;
-        int r;
 
+        assert(d->started && !d->finishing);
         log_deployment(d, LOG_INFO, MESSAGE_ID_DEPLOY_STARTED, "Deployment %" PRIi64 " of %s (%s) started.",
                        d->id, d->app, d->ref);
 
@@ -340,9 +413,8 @@ void pipeline_start(Deployment *d) {
         }
         d->status = DEPLOY_BUILDING;
         d->step = STEP_CLONE;
-        r = deploy_store_start(d, on_started_stored);
-        if (r < 0)
-                on_started_stored(d, r);
+        snprintf(d->held_at, sizeof(d->held_at), "before step clone started");
+        store_or_continue(d, store_start, STEP_CLONE, on_started_stored);
 }
 
 static void on_finish_stored(Deployment *d, int r) {
@@ -367,13 +439,16 @@ static void on_finish_stored(Deployment *d, int r) {
 static void rollback_completed(Deployment *d) {
         Manager *m = d->manager;
         Deployment *old = manager_find_deployment(m, d->rollback_of);
+        int r;
 
         if (old && old->status == DEPLOY_DEPLOYED) {
                 old->status = DEPLOY_ROLLED_BACK;
                 manager_bus_deployment_changed(m, old);
         }
-        if (!d->db_lost)
-                (void) deploy_store_mark_rolled_back(m, d->rollback_of);
+        r = deploy_store_mark_rolled_back(d);
+        if (r < 0)
+                log_deployment(d, LOG_WARNING, NULL, "Cannot record deployment %" PRIi64 " as rolled back: %s",
+                               d->rollback_of, strerror(-r));
         log_deployment(d, LOG_NOTICE, MESSAGE_ID_DEPLOY_ROLLED_BACK, "Deployment %" PRIi64 " of %s rolled back by %"
                        PRIi64 " to %s.", d->rollback_of, d->app, d->id, strna(d->image_tag));
         events_emit(m, "deploy.rolled_back", d->app,
@@ -382,34 +457,47 @@ static void rollback_completed(Deployment *d) {
                               "commitSha", d->commit_sha));
 }
 
+/* The one way a deployment ends; a second call (whatever the interleaving
+ * that led to it) changes nothing. */
 static void deployment_finish(Deployment *d) {
+        if (d->finishing) {
+                log_deployment(d, LOG_WARNING, NULL, "Deployment %" PRIi64 " of %s is already finishing.",
+                               d->id, d->app);
+                return;
+        }
+        d->finishing = true;
         d->status = d->error ? DEPLOY_FAILED : DEPLOY_DEPLOYED;
         d->finished_usec = now_realtime_usec();
 
-        if (d->db_lost || d->id == 0) {
+        if (d->id == 0) {
                 on_finish_stored(d, 0);
                 return;
         }
-        int r = deploy_store_finish(d, on_finish_stored);
-        if (r < 0)
-                on_finish_stored(d, r);
+        snprintf(d->held_at, sizeof(d->held_at), "at its end (%s)", deploy_status_to_string(d->status));
+        store_or_continue(d, store_finish, _STEP_INVALID, on_finish_stored);
 }
 
 int pipeline_cancel(Deployment *d) {
-        if (deploy_status_is_final(d->status))
+        if (d->finishing || deploy_status_is_final(d->status))
                 return -EALREADY;
+
+        /* "Never started" is what the scheduler did, not the status: a
+         * rollback stays queued while its skipped steps are recorded. */
+        if (!d->started) {
+                d->cancel_requested = true;
+                if (d->id == 0)
+                        return 0; /* the row is being made: on_inserted() comes back here */
+                log_deployment(d, LOG_NOTICE, NULL, "Cancelling deployment %" PRIi64 " before it started.", d->id);
+                deployment_fail(d, "cancelled");
+                deployment_finish(d);
+                return 0;
+        }
         if (d->cancel_requested)
                 return 0;
 
         d->cancel_requested = true;
         log_deployment(d, LOG_NOTICE, NULL, "Cancelling deployment %" PRIi64 ".", d->id);
 
-        if (d->status == DEPLOY_QUEUED) {
-                /* Never started: nothing to stop or clean up. */
-                deployment_fail(d, "cancelled");
-                deployment_finish(d);
-                return 0;
-        }
         if (d->step == STEP_CLEANUP)
                 return 0; /* already on its way out */
         if (d->run)

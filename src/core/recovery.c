@@ -107,7 +107,7 @@ static void on_orphans_failed(Manager *m, int n) {
         stop_leftover_scopes(m);
 }
 
-void recovery_on_database_up(Manager *m) {
+static void fail_orphans(Manager *m) {
         int r;
 
         r = deploy_store_fail_orphans(m, m->recovered ? "norn lost its database connection during deployment"
@@ -115,4 +115,22 @@ void recovery_on_database_up(Manager *m) {
                                       on_orphans_failed);
         if (r < 0)
                 log_warning_errno(r, "Cannot repair interrupted deployments: %m");
+}
+
+static void on_reconciled(Manager *m) {
+        fail_orphans(m);
+}
+
+void recovery_on_database_up(Manager *m) {
+        int r;
+
+        if (m->recovered) {
+                fail_orphans(m);
+                return;
+        }
+        r = recovery_reconcile_start(m, on_reconciled);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot reconcile interrupted deployments: %m");
+                fail_orphans(m);
+        }
 }

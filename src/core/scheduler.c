@@ -12,6 +12,7 @@
 #include "manager-bus.h"
 #include "manager.h"
 #include "pipeline.h"
+#include "recovery.h"
 #include "scheduler.h"
 #include "step-driver.h"
 
@@ -193,7 +194,7 @@ bool scheduler_app_busy(Manager *m, const char *app) {
         for (Deployment *d = m->deployments; d; d = d->next)
                 if (streq(d->app, app))
                         return true;
-        return false;
+        return recovery_app_reconciling(m, app);
 }
 
 static Deployment *next_startable(Manager *m) {
@@ -208,10 +209,16 @@ static Deployment *next_startable(Manager *m) {
         for (Deployment *d = m->deployments; d; d = d->next) {
                 bool app_busy = false;
 
-                if (d->started || d->id == 0 || d->store_done)
+                if (d->started || d->id == 0 || d->finishing)
                         continue;
                 for (Deployment *o = m->deployments; o && !app_busy; o = o->next)
                         app_busy = o->started && streq(o->app, d->app);
+                /* One that ended while the database was away is not
+                 * recorded yet: the next of its app waits for that. */
+                for (Deployment *o = m->recent; o && !app_busy; o = o->next)
+                        app_busy = deploy_store_pending(o) && streq(o->app, d->app);
+                /* Its rollout is being checked again after a restart. */
+                app_busy = app_busy || recovery_app_reconciling(m, d->app);
                 if (!app_busy)
                         return d;
         }
@@ -234,20 +241,24 @@ void scheduler_kick(Manager *m) {
 void scheduler_deployment_finished(Manager *m, Deployment *d) {
         unsigned n = 0;
 
+        if (d->listed_recent)
+                return;
+        d->listed_recent = true;
         list_remove(&m->deployments, d);
         d->next = m->recent;
         m->recent = d;
-        /* Keep the newest RECENT_MAX for D-Bus objects and late followers. */
-        for (Deployment *i = m->recent, *prev = NULL; i; prev = i, i = i->next)
-                if (++n > RECENT_MAX) {
-                        prev->next = NULL;
-                        while (i) {
-                                Deployment *next = i->next;
-                                manager_bus_deployment_removed(m, i);
-                                deployment_free(i);
-                                i = next;
-                        }
-                        break;
+        /* Keep the newest RECENT_MAX for D-Bus objects and late followers,
+         * and any whose record is still being written. */
+        for (Deployment **p = &m->recent; *p; ) {
+                Deployment *i = *p;
+
+                if (++n <= RECENT_MAX || deploy_store_pending(i)) {
+                        p = &i->next;
+                        continue;
                 }
+                *p = i->next;
+                manager_bus_deployment_removed(m, i);
+                deployment_free(i);
+        }
         scheduler_kick(m);
 }
