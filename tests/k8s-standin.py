@@ -73,11 +73,7 @@ BODY_MAX = 3 * 1024 * 1024
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DEPLOYMENT_PATH = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments(?:/([^/]+))?/?$")
-<<<<<<< HEAD
-CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/(fail|conflict|deny)/?$")
-=======
-CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/(fail|ready|conflict)/?$")
->>>>>>> lifecycle
+CONTROL_PATH = re.compile(r"^/_standin/deployments/([^/]+)/([^/]+)/(fail|ready|conflict|deny)/?$")
 
 # Lists a strategic merge patch merges by key instead of replacing
 # (patchMergeKey in the Kubernetes API types), as far as a Deployment goes.
@@ -512,7 +508,6 @@ class Store:
             self.conflicts[(ns, name)] = count
             return {"ok": True, "count": count}
 
-<<<<<<< HEAD
     def add_denial(self, ns, name, body):
         code = body.get("code", 400) if isinstance(body, dict) else None
         message = body.get("message") if isinstance(body, dict) else None
@@ -523,7 +518,8 @@ class Store:
             if (ns, name) not in self.objects:
                 raise not_found(name)
             self.denials[(ns, name)] = (code, message)
-=======
+            return {"ok": True}
+
     def mark_ready(self, ns, name):
         with self.lock:
             obj = self.objects.get((ns, name))
@@ -534,7 +530,6 @@ class Store:
             annotations.pop(NEVER_READY_IMAGE, None)
             obj["metadata"]["resourceVersion"] = self.next_rv()
             self.dump()
->>>>>>> lifecycle
             return {"ok": True}
 
     def mark_failing(self, ns, name):
@@ -697,14 +692,11 @@ class Handler(BaseHTTPRequestHandler):
                     body = self.parse_json(raw) if raw.strip() else {}
                     count = body.get("count", 1) if isinstance(body, dict) else None
                     return self.send_json(200, self.server.store.add_conflicts(m.group(1), m.group(2), count))
-<<<<<<< HEAD
                 if m.group(3) == "deny":
                     return self.send_json(200, self.server.store.add_denial(m.group(1), m.group(2),
                                                                             self.parse_json(raw)))
-=======
                 if m.group(3) == "ready":
                     return self.send_json(200, self.server.store.mark_ready(m.group(1), m.group(2)))
->>>>>>> lifecycle
                 return self.send_json(200, self.server.store.mark_failing(m.group(1), m.group(2)))
             code, obj = self.handle_api(method)
             self.send_json(code, obj, self.user)
