@@ -95,9 +95,21 @@ static void stop_leftover_scopes(Manager *m) {
         }
 }
 
+/* journalctl MESSAGE_ID=... and catalog/norn.catalog: nornd recovered in-flight deployments */
+#define MESSAGE_ID_RECOVERED "MESSAGE_ID=3c2b8e0b6a5e4d2c9f1e7a4b5d6c8e05"
+
 static void on_orphans_failed(Manager *m, int n) {
-        if (n > 0)
-                log_notice("Marked %d interrupted deployment(s) failed.", n);
+        if (n > 0) {
+                char count[64];
+
+                snprintf(count, sizeof(count), "NORN_RECOVERED_DEPLOYMENTS=%d", n);
+                log_fields(LOG_NOTICE,
+                           ((const char *const[]) { MESSAGE_ID_RECOVERED, count,
+                                                    m->recovered ? "NORN_RECOVERY_REASON=database-reconnect"
+                                                                 : "NORN_RECOVERY_REASON=restart",
+                                                    NULL }),
+                           "Marked %d interrupted deployment(s) failed.", n);
+        }
         if (m->recovered)
                 return;
         if (n < 0) {

@@ -14,7 +14,6 @@
 #include "ctl.h"
 
 #define PKTTYAGENT "pkttyagent"
-#define AGENT_READY_TIMEOUT_MS 5000
 
 static pid_t agent_pid;
 
@@ -47,8 +46,11 @@ void ctl_polkit_agent_open(void) {
         close(pipefd[1]);
         agent_pid = pid;
         /* Wait until it is registered (or gone), so the call that follows
-         * finds it; EOF comes either way. */
-        (void) poll(&(struct pollfd) { .fd = pipefd[0], .events = POLLIN }, 1, AGENT_READY_TIMEOUT_MS);
+         * finds it; EOF comes either way. No timeout, as systemctl does: on a
+         * busy machine registering can take seconds, and a call made before
+         * it is refused without the password ever being asked. */
+        while (poll(&(struct pollfd) { .fd = pipefd[0], .events = POLLIN }, 1, -1) < 0 && errno == EINTR)
+                ;
         close(pipefd[0]);
 }
 

@@ -53,6 +53,9 @@ class BusTest(unittest.TestCase):
         cls.nornd = Nornd().start()
         wait_until(lambda: run(BUS + ["status", "org.norn.Norn1"], check=False).returncode == 0,
                    what="org.norn.Norn1 on the bus")
+        # connected and schema applied (on a busy machine that comes after the name)
+        wait_until(lambda: '"database" true' in run(BUS + ["call"] + OBJ + ["Health"], check=False).stdout,
+                   timeout=60, what="nornd's database connection")
 
     @classmethod
     def tearDownClass(cls):

@@ -480,7 +480,13 @@ class NornctlTest(unittest.TestCase):
 
             def capture():
                 return run(tmux + ["capture-pane", "-p", "-J", "-S", "-100", "-t", "pk"]).stdout
-            wait_until(lambda: "Password:" in capture(), timeout=60, interval=0.2, what="polkit's password prompt")
+            def prompt():
+                screen = capture()
+                # nornctl ended without a prompt (the call outran the agent's
+                # registration): a failure, not a reason to wait on
+                self.assertNotIn("EXIT=", screen, "nornctl gave up before polkit asked")
+                return "Password:" in screen
+            wait_until(prompt, timeout=120, interval=0.2, what="polkit's password prompt")
             # Typed again while the prompt (maybe with the answer echoed) is
             # still the last line: the agent may flush input typed before it
             # switched echo off.

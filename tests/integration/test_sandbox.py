@@ -274,17 +274,39 @@ class EnvironmentTest(SandboxTest):
                 mounts[parts[4]] = fs
         for path in ("/run", "/dev/shm", "/var/lib/containers", "/var/cache/containers"):
             self.assertEqual(mounts.get(path), "tmpfs", f"{path} is not a private tmpfs")
+        self.assertEqual(mounts.get("/usr"), "overlay", "/usr is not copy-on-write")
         if os.path.isdir("/var/log/journal"):
             self.assertEqual(mounts.get("/var/log/journal"), "tmpfs")
         self.assertTrue(os.path.isdir("/run/systemd/system"))
 
     def test_cgroup_namespace(self):
+        """COMMAND runs in a scope of its own, apart from PID 1 and the
+        services (whatever the names: they are the sandbox's to choose)."""
         with open("/proc/self/cgroup") as f:
-            cg = cgroup_lines(f.read())
-        paths = tracking_paths(cg)
-        self.assertTrue(paths, cg)
-        for path in paths.values():
-            self.assertEqual(path, "/user.slice/user-0.slice/session-1.scope", cg)
+            paths = tracking_paths(cgroup_lines(f.read()))
+        self.assertTrue(paths)
+        self.assertEqual(len(set(paths.values())), 1, paths)
+        path = set(paths.values()).pop()
+        self.assertTrue(path.endswith(".scope"), path)
+        with open("/proc/1/cgroup") as f:
+            init_paths = tracking_paths(cgroup_lines(f.read()))
+        self.assertNotIn(path, init_paths.values())
+        manager = run(["systemctl", "--user", "show", "-p", "ControlGroup", "--value"]).stdout.strip()
+        self.assertTrue(manager)
+        self.assertFalse(path == manager or path.startswith(manager + "/"), (path, manager))
+        # the cgroup namespace hides the host's tree: the sandbox's root is "/"
+        self.assertNotIn(os.path.basename(os.environ["NORN_SANDBOX_DIR"]), path)
+
+    def test_usr_is_copy_on_write(self):
+        mark = f"/usr/local/share/norn-sandbox-test-{uid()}"
+        with open(mark, "w") as f:
+            f.write("x")
+        try:
+            # the host does not see it: only the sandbox's upper layer holds it
+            self.assertTrue(os.path.exists(os.path.join(os.environ["NORN_SANDBOX_DIR"], "usr", "upper",
+                                                        os.path.relpath(mark, "/usr"))))
+        finally:
+            os.unlink(mark)
 
 
 class JournalTest(SandboxTest):
@@ -314,7 +336,9 @@ class JournalTest(SandboxTest):
         self.assertEqual(field(e, "_TRANSPORT"), "journal")
         self.assertEqual(int(field(e, "_PID")), os.getpid())
         # journald attributes us to our cgroup, as on a real host
-        self.assertEqual(field(e, "_SYSTEMD_UNIT"), "session-1.scope")
+        with open("/proc/self/cgroup") as f:
+            own = set(tracking_paths(cgroup_lines(f.read())).values()).pop()
+        self.assertEqual(field(e, "_SYSTEMD_UNIT"), os.path.basename(own))
         # and matches combine
         self.assertEqual(len(journal(f"NORN_DEPLOY_ID={deploy}", "NORN_STEP=build")), 1)
         self.assertEqual(journal(f"NORN_DEPLOY_ID={deploy}", "NORN_STEP=test"), [])

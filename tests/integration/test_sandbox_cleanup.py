@@ -286,6 +286,32 @@ class CleanupTest(unittest.TestCase):
         for d in (d1, d2):
             self.assertFalse(os.path.exists(d))
 
+    def test_two_at_once_both_pass_test_sandbox(self):
+        """Two sandboxes running test_sandbox.py at the same time, the second
+        started from a cgroup of its own (as another session's caller would
+        be): each gets what it promises, independent of the other and of the
+        caller's cgroup."""
+        caller_cgs = []
+        for mp in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+            if os.path.exists(os.path.join(mp, "cgroup.procs")):
+                d = os.path.join(mp, f"norn-sandbox-caller-{os.getpid()}")
+                os.mkdir(d)
+                caller_cgs.append(d)
+        self.addCleanup(lambda: [os.rmdir(d) for d in caller_cgs if os.path.isdir(d)])
+        self.assertTrue(caller_cgs, "no cgroup hierarchy to start the caller in")
+        move = "".join(f'echo $$ >"{d}/cgroup.procs" && ' for d in caller_cgs)
+        test = os.path.join(REPO, "tests", "integration", "test_sandbox.py")
+        p1 = start(["/usr/bin/python3", test], env=self.env())
+        p2 = subprocess.Popen(["sh", "-c", move + 'exec "$0" "$@"', TOOL, "/usr/bin/python3", test],
+                              env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+        out1, err1 = p1.communicate(timeout=240)
+        out2, err2 = p2.communicate(timeout=240)
+        self.assertEqual(p1.returncode, 0, err1[-3000:])
+        self.assertEqual(p2.returncode, 0, err2[-3000:])
+        for err in (err1, err2):
+            self.assertRegex(err, r"Ran \d+ tests")
+
     def test_exit_status_and_quiet(self):
         p = subprocess.run([TOOL, "sh", "-c", "echo out; exit 7"], env=self.env(), capture_output=True,
                            text=True, timeout=120)
