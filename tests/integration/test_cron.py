@@ -54,12 +54,14 @@ def show(unit, *props):
 
 
 def exec_start_command(unit):
-    """The last argument of the unit's ExecStart= as the manager holds it (before its $-expansion)."""
+    """The last argument of the unit's ExecStart= as the manager holds it (before its $-expansion);
+    None while the unit has none (it is being re-created)."""
     path = "/org/freedesktop/systemd1/unit/" + "".join(
         c if c.isalnum() else "_%02x" % ord(c) for c in unit)
     out = run(["busctl", "--user", "--json=short", "get-property", "org.freedesktop.systemd1", path,
                "org.freedesktop.systemd1.Service", "ExecStart"]).stdout
-    return json.loads(out)["data"][0][1][-1]
+    data = json.loads(out)["data"]
+    return data[0][1][-1] if data and data[0][1] else None
 
 
 class Driver:
@@ -376,7 +378,8 @@ class CronTimerTest(unittest.TestCase):
         # '$' of ExecStart= back as "\$": the command would change. The driver (as
         # nornd) re-creates such units, but never under a running job.
         app = "cronreload"
-        self.deploy(self.job(app, "img5:reload", env=["FAKE_SLEEP=3"], oncalendar=["*:*:0/10"]), want_r=1)
+        # The job runs long enough that the checks below see it running on a busy machine.
+        self.deploy(self.job(app, "img5:reload", env=["FAKE_SLEEP=8"], oncalendar=["*:*:0/10"]), want_r=1)
         running = self.wait_runs("img5", 1, timeout=20)[0]
         self.assertEqual(exec_start_command(f"norn-cron-{app}.service"), COMMAND.replace("$", "$$"))
         run(SYSTEMCTL + ["daemon-reload"])
@@ -386,13 +389,13 @@ class CronTimerTest(unittest.TestCase):
                          COMMAND.replace("$", "\\$\\$").replace(";", "\\;"))
         # The running job is not killed by the repair: it ends by itself, successfully.
         row = wait_until(lambda: [x for x in self.executions(app) if x[0] == running["invocation"] and x[6] == "t"],
-                         timeout=15, what="the run during the reload recorded")[0]
+                         timeout=40, what="the run during the reload recorded")[0]
         self.assertEqual(row[2:5], ["success", "0", "-1"])
         # Then the unit is re-created; every run after that gets the command exactly.
         wait_until(lambda: exec_start_command(f"norn-cron-{app}.service") == COMMAND.replace("$", "$$"),
-                   timeout=10, what="the unit re-created")
+                   timeout=30, what="the unit re-created")
         t0 = time.time()
-        for r in self.wait_runs("img5", 2, timeout=30, after=t0)[:2]:
+        for r in self.wait_runs("img5", 2, timeout=60, after=t0)[:2]:
             self.assertEqual(r["argv"][-1], COMMAND)
         self.assertTrue(self.driver.call("undeploy", app=app)["ok"])
 
