@@ -15,6 +15,8 @@ typedef struct NornConfig {
         char *bind_address;      /* NORN_BIND_ADDR, used when not socket-activated */
         uint16_t port;           /* NORN_PORT */
         char *database_url;      /* NORN_DATABASE_URL */
+        char *app_database_url;  /* NORN_APP_DATABASE_URL: server and role of the apps' databases
+                                  * (default: database_url, whose role migrations may not use) */
         char *apps_dir;          /* NORN_APPS_DIR */
         char *state_dir;         /* NORN_STATE_DIR: work dirs, snapshots */
         char *snapshot_dir;      /* NORN_SNAPSHOT_DIR (default <state>/snapshots) */
@@ -38,10 +40,16 @@ typedef struct NornConfig {
         uint64_t step_timeout_usec[_STEP_MAX]; /* NORN_TIMEOUT_<STEP>, seconds */
         unsigned max_parallel;   /* NORN_MAX_PARALLEL: deploys of different apps at once */
         unsigned queue_max;      /* NORN_QUEUE_MAX: waiting deploys per app */
+        char *step_user;         /* NORN_STEP_USER: who app commands run as (norn-step) */
+        bool step_isolated;      /* nornd is root: app commands switch to step_uid/step_gid */
+        uid_t step_uid;
+        gid_t step_gid;
         bool has_admin_gid;      /* NORN_ADMIN_GROUP (name or number) is set: */
         gid_t admin_gid;         /* its members may deploy where polkit is absent */
 } NornConfig;
 
+/* The unit's EnvironmentFile= lives here: hidden from app commands. */
+#define NORN_CONFIG_DIR "/etc/norn"
 #define NORN_DEFAULT_BIND_ADDRESS "127.0.0.1"
 #define API_TOKEN_MAX 4096U
 #define NORN_DEFAULT_PORT 8800
