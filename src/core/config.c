@@ -310,6 +310,22 @@ static int load_step_user(NornConfig *c) {
         return 0;
 }
 
+static int load_step_hide(NornConfig *c) {
+        _cleanup_strv_free_ char **extra = NULL;
+        int r;
+
+        r = env_words("NORN_STEP_HIDE_PATHS", &extra);
+        if (r < 0)
+                return log_oom();
+        for (char **p = extra; *p; p++)
+                if ((*p)[0] != '/')
+                        return log_error_errno(-EINVAL, "NORN_STEP_HIDE_PATHS: %s is not an absolute path.", *p);
+        r = strv_extend_many(&c->step_hide, c->state_dir, c->apps_dir, c->snapshot_dir, NORN_CONFIG_DIR, NULL);
+        for (char **p = extra; r >= 0 && *p; p++)
+                r = strv_extend(&c->step_hide, *p);
+        return r < 0 ? log_oom() : 0;
+}
+
 int config_load(NornConfig *c, bool user_mode) {
         const char *port, *builder, *insecure;
         uint64_t n;
@@ -367,7 +383,8 @@ int config_load(NornConfig *c, bool user_mode) {
                 return log_error_errno(-EINVAL, "NORN_GIT_SSH_KNOWN_HOSTS must be an absolute path without "
                                        "spaces or shell characters.");
 
-        if ((r = load_api_token(c)) < 0 || (r = load_steps(c)) < 0 || (r = load_step_user(c)) < 0)
+        if ((r = load_api_token(c)) < 0 || (r = load_steps(c)) < 0 || (r = load_step_user(c)) < 0 ||
+            (r = load_step_hide(c)) < 0)
                 return r;
         n = 2;
         if ((r = env_uint("NORN_MAX_PARALLEL", 1, 1024, &n)) < 0)
@@ -395,6 +412,7 @@ void config_done(NornConfig *c) {
         free_secret(c->database_url);
         free_secret(c->app_database_url);
         free(c->step_user);
+        strv_free(c->step_hide);
         free(c->apps_dir);
         free(c->state_dir);
         free(c->snapshot_dir);

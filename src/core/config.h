@@ -44,6 +44,8 @@ typedef struct NornConfig {
         bool step_isolated;      /* nornd is root: app commands switch to step_uid/step_gid */
         uid_t step_uid;
         gid_t step_gid;
+        char **step_hide;        /* what app commands never see: state, apps, snapshots, NORN_CONFIG_DIR
+                                  * and NORN_STEP_HIDE_PATHS (absolute paths) */
         bool has_admin_gid;      /* NORN_ADMIN_GROUP (name or number) is set: */
         gid_t admin_gid;         /* its members may deploy where polkit is absent */
 } NornConfig;

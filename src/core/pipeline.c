@@ -312,12 +312,11 @@ int pipeline_run_command(Deployment *d, char *const *argv, char *const *env, con
 
 int pipeline_run_app_command(Deployment *d, char *const *argv, char *const *env) {
         const NornConfig *c = &d->manager->config;
-        char *const hide[] = { c->state_dir, c->apps_dir, c->snapshot_dir, (char *) NORN_CONFIG_DIR, NULL };
         StepSandbox sandbox = {
                 .uid = c->step_uid,
                 .gid = c->step_gid,
                 .workdir = d->workdir,
-                .hide = hide,
+                .hide = c->step_hide,
         };
 
         /* Without root there is no one else to be (config.c said so at start). */

@@ -10,6 +10,7 @@ the command directly. Cron's finest schedule is one minute, so the test waits
 for the next minute once (at most ~61 s)."""
 import json
 import os
+import pwd
 import subprocess
 import time
 import unittest
@@ -30,7 +31,7 @@ i, names = 2, []
 while args[i].startswith("--env="):
     names.append(args[i][len("--env="):])
     i += 1
-rec = {"argv": sys.argv, "image": args[i], "invocation": os.environ.get("INVOCATION_ID"),
+rec = {"argv": sys.argv, "image": args[i], "invocation": os.environ.get("INVOCATION_ID"), "uid": os.getuid(),
        "env": {n: os.environ.get(n) for n in names}, "t": time.time()}
 with open(%(runs)r, "a") as f:
     f.write(json.dumps(rec) + "\n")
@@ -71,6 +72,9 @@ class CronDeployTest(unittest.TestCase):
         os.makedirs(cls.rt_dir)
         os.chmod(cls.rt_dir, 0o755)
         cls.runs_file = os.path.join(cls.rt_dir, "runs.jsonl")
+        # The jobs run as the step user: they may append to it.
+        with open(cls.runs_file, "w"):
+            os.chmod(cls.runs_file, 0o666)
         cls.runtime = os.path.join(cls.rt_dir, "fake-runtime")
         with open(cls.runtime, "w") as f:
             f.write(FAKE_RUNTIME % {"runs": cls.runs_file})
@@ -141,10 +145,12 @@ class CronDeployTest(unittest.TestCase):
         self.assertIn(f"NORN_CRON_IMAGE={image}", service["LogExtraFields"])
 
         rec = self.record("tick")
+        # The record has the env's names, and the path of the root-only file with the values.
         self.assertEqual((rec["image"], rec["schedule"], rec["oncalendar"], rec["command"], rec["env"],
                           rec["runtime"], rec["timeout_sec"], rec["deployment_id"]),
-                         (image, "* * * * *", ["*-*-* *:*:00"], COMMAND, ["GREETING=hello from cron"],
+                         (image, "* * * * *", ["*-*-* *:*:00"], COMMAND, ["GREETING="],
                           self.runtime, 30, deploy_id))
+        self.assertRegex(rec["env_file"], rf"^{env.state}/cron-env/tick\.[0-9a-f]{{32}}\.env$")
         # The step's log says what it did.
         messages = [e.get("MESSAGE") for e in env.journal(deploy_id) if e.get("NORN_STEP") == "deploy"]
         self.assertTrue(any('schedule "* * * * *" becomes OnCalendar=*-*-* *:*:00' in str(m) for m in messages),
@@ -155,6 +161,7 @@ class CronDeployTest(unittest.TestCase):
         fired = wait_until(lambda: self.runs(), timeout=75, interval=0.5, what="the timer to fire")[0]
         self.assertEqual(fired["argv"], [self.runtime, "run", "--rm", "--env=GREETING", image, "sh", "-c", COMMAND])
         self.assertEqual(fired["env"], {"GREETING": "hello from cron"})
+        self.assertEqual(fired["uid"], pwd.getpwnam("norn-step").pw_uid)     # the step user, not root
         self.assertLessEqual(time.gmtime(fired["t"]).tm_sec, 2, fired)     # at the minute
         execution = wait_until(lambda: self.execution(fired["invocation"]), timeout=15,
                                what="the run recorded in PostgreSQL")
