@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cron-internal.h"
+#include "fs-util.h"
 #include "log.h"
 
 /* The values of a cron job's env, kept out of everything others can read:
@@ -82,14 +83,16 @@ static int open_dir(const char *dir) {
         struct stat st;
         int fd;
 
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return -errno;
+        int r = mkdir_p(dir, 0700);
+
+        if (r < 0)
+                return r;
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return -errno;
         /* Only root may ever list or read it. */
         if (fstat(fd, &st) < 0 || ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)) {
-                int r = -errno;
+                r = -errno;
                 safe_close(fd);
                 return r;
         }

@@ -154,9 +154,15 @@ static int setup_mounts(const StepSandbox *s, int workdir_fd) {
         for (size_t i = 0; i < ELEMENTSOF(private_tmp); i++)
                 if ((r = mount_tmpfs(private_tmp[i], "mode=1777")) < 0)
                         return r;
-        for (char *const *h = s->hide; h && *h; h++)
-                if ((r = mount_tmpfs(*h, "mode=0755,size=64k")) < 0)
+        for (char *const *h = s->hide; h && *h; h++) {
+                r = mount_tmpfs(*h, "mode=0755,size=64k");
+                /* A file to hide reads as empty instead. */
+                if (r == 0 && mount("/dev/null", *h, NULL, MS_BIND, NULL) < 0 && errno != ENOENT &&
+                    errno != ENOTDIR)
+                        return -errno;
+                if (r < 0)
                         return r;
+        }
 
         if (strlen(s->workdir) >= sizeof(path) || s->workdir[0] != '/')
                 return -EINVAL;
