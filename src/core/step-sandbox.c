@@ -230,8 +230,13 @@ int step_sandbox_enter(const StepSandbox *s) {
         if (fd < 0)
                 return -errno;
         r = chown_tree(fd, s->uid, s->gid, 0);
-        if (r >= 0)
+        if (r >= 0) {
+                /* The path to the work dir must be searchable whatever nornd's
+                 * umask (the unit's is 0027); the command gets that umask back. */
+                mode_t mask = umask(0022);
                 r = setup_mounts(s, fd);
+                (void) umask(mask);
+        }
         (void) close(fd);
         if (r < 0)
                 return r;

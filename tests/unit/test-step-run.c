@@ -745,6 +745,11 @@ static void test_env_stdin_cwd(void) {
         run_clear(&t);
 }
 
+static bool free_and(char **p) {
+        *p = mfree(*p);
+        return false;
+}
+
 /* An app's command: another uid, its work dir the only writable place, the
  * hidden dirs empty, a PID namespace of its own; the clone's files given to
  * it, never what a symlink in them points to. */
@@ -757,8 +762,10 @@ static void test_sandbox(void) {
         bool done;
 
         if (asprintf(&base, "%s/norn-test-sandbox-XXXXXX", tmp && *tmp ? tmp : "/var/tmp") < 0 || !mkdtemp(base) ||
-            chmod(base, 0755) < 0 || asprintf(&work, "%s/work", base) < 0 || asprintf(&hidden, "%s/hidden", base) < 0 ||
-            mkdir(work, 0755) < 0 || mkdir(hidden, 0755) < 0 || asprintf(&path, "%s/secret", hidden) < 0)
+            chmod(base, 0755) < 0 || asprintf(&hidden, "%s/state", base) < 0 || mkdir(hidden, 0755) < 0 ||
+            asprintf(&work, "%s/state/work", base) < 0 || mkdir(work, 0750) < 0 || free_and(&work) ||
+            asprintf(&work, "%s/state/work/app-1", base) < 0 || mkdir(work, 0755) < 0 ||
+            asprintf(&path, "%s/secret", hidden) < 0)
                 abort();
         if (close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) < 0)
                 abort();
@@ -771,12 +778,15 @@ static void test_sandbox(void) {
 
         StepSandbox sandbox = { .uid = 65534, .gid = 65534, .workdir = work, .hide = ARGV(hidden) };
         StepRunSpec spec = {
-                .argv = SH("id -u; cat ../hidden/secret 2>/dev/null || echo hidden; echo x >new && echo writes; "
-                           "touch ../outside 2>/dev/null || echo read-only; ls /proc | grep -c '^[0-9]'"),
+                .argv = SH("id -u; cat ../../secret 2>/dev/null || echo hidden; echo x >new && echo writes; "
+                           "touch ../../../outside 2>/dev/null || echo read-only; ls /proc | grep -c '^[0-9]'"),
                 .env = ARGV("PATH=/usr/bin:/bin"),
                 .cwd = work, .unit = unit, .slice = SLICE, .stdin_fd = -1, .sandbox = &sandbox,
         };
+        /* nornd's unit has UMask=0027: the path made to the work dir must still be searchable. */
+        mode_t mask = umask(0027);
         done = run_simple(&t, bus, &spec);
+        (void) umask(mask);
         if (!check(done && !t.error && t.result.exit_code == 0 && t.n_lines == 5 && streq(t.lines[0], "65534") &&
                    streq(t.lines[1], "hidden") && streq(t.lines[2], "writes") && streq(t.lines[3], "read-only") &&
                    atoi(t.lines[4]) >= 1 && atoi(t.lines[4]) <= 4,
