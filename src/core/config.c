@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,6 +282,51 @@ static int load_admin_group(NornConfig *c) {
         return 0;
 }
 
+/* The identity app commands (build.test, migrations, cron jobs) run as,
+ * resolved once at start-up. Only root can switch to it; a nornd of another
+ * user runs them as itself (there is nothing it could give away). */
+static int load_step_user(NornConfig *c) {
+        struct passwd pw, *res = NULL;
+        char buf[16384];
+        int r;
+
+        if (geteuid() != 0) {
+                log_notice("nornd does not run as root: app commands (build.test, migrations, cron jobs) run as "
+                           "uid %u, nornd's own, without the isolation of %s.", (unsigned) geteuid(),
+                           c->step_user);
+                return 0;
+        }
+        r = getpwnam_r(c->step_user, &pw, buf, sizeof(buf), &res);
+        if (r != 0 || !res)
+                return log_error_errno(r > 0 ? -r : -ENOENT, "NORN_STEP_USER=%s: no such user. App commands "
+                                       "run as this unprivileged user; create it with systemd-sysusers "
+                                       "(sysusers.d/norn.conf, installed with Norn) or name another one.",
+                                       c->step_user);
+        if (res->pw_uid == 0 || res->pw_gid == 0)
+                return log_error_errno(-EINVAL, "NORN_STEP_USER=%s: must not be root or in the root group.",
+                                       c->step_user);
+        c->step_uid = res->pw_uid;
+        c->step_gid = res->pw_gid;
+        c->step_isolated = true;
+        return 0;
+}
+
+static int load_step_hide(NornConfig *c) {
+        _cleanup_strv_free_ char **extra = NULL;
+        int r;
+
+        r = env_words("NORN_STEP_HIDE_PATHS", &extra);
+        if (r < 0)
+                return log_oom();
+        for (char **p = extra; *p; p++)
+                if ((*p)[0] != '/')
+                        return log_error_errno(-EINVAL, "NORN_STEP_HIDE_PATHS: %s is not an absolute path.", *p);
+        r = strv_extend_many(&c->step_hide, c->state_dir, c->apps_dir, c->snapshot_dir, NORN_CONFIG_DIR, NULL);
+        for (char **p = extra; r >= 0 && *p; p++)
+                r = strv_extend(&c->step_hide, *p);
+        return r < 0 ? log_oom() : 0;
+}
+
 int config_load(NornConfig *c, bool user_mode) {
         const char *port, *builder, *insecure;
         uint64_t n;
@@ -302,6 +348,7 @@ int config_load(NornConfig *c, bool user_mode) {
 
         if ((r = env_dup("NORN_BIND_ADDR", NORN_DEFAULT_BIND_ADDRESS, &c->bind_address)) < 0 ||
             (r = env_dup("NORN_DATABASE_URL", "postgresql:///norn", &c->database_url)) < 0 ||
+            (r = env_dup("NORN_STEP_USER", "norn-step", &c->step_user)) < 0 ||
             (r = env_dup("NORN_REGISTRY_URL", NULL, &c->registry_url)) < 0 ||
             (r = env_dup("NORN_API_TOKEN", NULL, &c->api_token)) < 0 ||
             (r = env_dup("NORN_SQL_DIR", default_sql_dir(), &c->sql_dir)) < 0 ||
@@ -316,6 +363,8 @@ int config_load(NornConfig *c, bool user_mode) {
             (r = env_words("NORN_BUILD_FLAGS", &c->build_flags)) < 0)
                 goto oom;
 
+        if ((r = env_dup("NORN_APP_DATABASE_URL", c->database_url, &c->app_database_url)) < 0)
+                goto oom;
         if (!c->state_dir && (r = default_state_dir(user_mode, &c->state_dir)) < 0)
                 goto oom;
         if (!c->snapshot_dir && asprintf(&c->snapshot_dir, "%s/snapshots", c->state_dir) < 0) {
@@ -335,7 +384,8 @@ int config_load(NornConfig *c, bool user_mode) {
                 return log_error_errno(-EINVAL, "NORN_GIT_SSH_KNOWN_HOSTS must be an absolute path without "
                                        "spaces or shell characters.");
 
-        if ((r = load_api_token(c)) < 0 || (r = load_steps(c)) < 0)
+        if ((r = load_api_token(c)) < 0 || (r = load_steps(c)) < 0 || (r = load_step_user(c)) < 0 ||
+            (r = load_step_hide(c)) < 0)
                 return r;
         n = 2;
         if ((r = env_uint("NORN_MAX_PARALLEL", 1, 1024, &n)) < 0)
@@ -372,7 +422,10 @@ static void free_secret(char *s) {
 
 void config_done(NornConfig *c) {
         free(c->bind_address);
-        free(c->database_url);
+        free_secret(c->database_url);
+        free_secret(c->app_database_url);
+        free(c->step_user);
+        strv_free(c->step_hide);
         free(c->apps_dir);
         free(c->state_dir);
         free(c->snapshot_dir);

@@ -15,6 +15,8 @@ typedef struct NornConfig {
         char *bind_address;      /* NORN_BIND_ADDR, used when not socket-activated */
         uint16_t port;           /* NORN_PORT */
         char *database_url;      /* NORN_DATABASE_URL */
+        char *app_database_url;  /* NORN_APP_DATABASE_URL: server and role of the apps' databases
+                                  * (default: database_url, whose role migrations may not use) */
         char *apps_dir;          /* NORN_APPS_DIR */
         char *state_dir;         /* NORN_STATE_DIR: work dirs, snapshots */
         char *snapshot_dir;      /* NORN_SNAPSHOT_DIR (default <state>/snapshots) */
@@ -42,10 +44,18 @@ typedef struct NornConfig {
         unsigned queue_max;      /* NORN_QUEUE_MAX: waiting deploys per app */
         uint64_t http_body_timeout_usec;      /* NORN_HTTP_BODY_TIMEOUT, seconds */
         unsigned http_peer_max_connections;   /* NORN_HTTP_PEER_MAX_CONNECTIONS */
+        char *step_user;         /* NORN_STEP_USER: who app commands run as (norn-step) */
+        bool step_isolated;      /* nornd is root: app commands switch to step_uid/step_gid */
+        uid_t step_uid;
+        gid_t step_gid;
+        char **step_hide;        /* what app commands never see: state, apps, snapshots, NORN_CONFIG_DIR
+                                  * and NORN_STEP_HIDE_PATHS (absolute paths) */
         bool has_admin_gid;      /* NORN_ADMIN_GROUP (name or number) is set: */
         gid_t admin_gid;         /* its members may deploy where polkit is absent */
 } NornConfig;
 
+/* The unit's EnvironmentFile= lives here: hidden from app commands. */
+#define NORN_CONFIG_DIR "/etc/norn"
 #define NORN_DEFAULT_BIND_ADDRESS "127.0.0.1"
 #define API_TOKEN_MAX 4096U
 #define NORN_DEFAULT_PORT 8800

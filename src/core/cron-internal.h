@@ -29,6 +29,14 @@
 #define CRON_USEC_PER_MSEC UINT64_C(1000)
 #define CRON_USEC_PER_SEC UINT64_C(1000000)
 
+/* ---- cron-env.c ---- */
+
+/* Writes env's NAME=value entries to a new root-only file <dir>/<app>.<random>.env
+ * (dir is made 0700), or finds the app's file with exactly these values. */
+int cron_env_file_prepare(const char *dir, const char *app, char *const *env, char **ret_path);
+/* Removes the app's files in dir but keep (a path or NULL). */
+void cron_env_files_prune(const char *dir, const char *app, const char *keep);
+
 /* ---- cron-job.c ---- */
 
 /* ExecStart= as systemd gets it: each '$' doubled. */
@@ -92,6 +100,7 @@ struct CronOp {
         OpPhase phase;
         sd_bus_message *create;         /* the StartTransientUnit call */
         char **argv;                    /* ExecStart= argv as sent (escaped) */
+        char *env_file;                 /* a deploy's env file: the app's others go once it is recorded */
         char spec[17];
 
         sd_bus_slot *slots[OP_SLOTS];   /* outstanding method calls */
@@ -105,7 +114,7 @@ struct CronOp {
         UnitState timer_state, service_state;
 
         const char *record_sql;         /* PHASE_RECORD: statement and parameters */
-        char *record_params[10];
+        char *record_params[10];        /* cron_sql_upsert_timer has the most */
         bool orphaned;                  /* cancelled while the record query runs */
         int result;
 
@@ -136,7 +145,7 @@ int cron_op_new_install(sd_bus *bus, const CronJob *job, OpSync sync, CronDoneCa
 
 /* ---- cron-record.c ---- */
 
-extern const char cron_sql_upsert_timer[];      /* 9 parameters */
+extern const char cron_sql_upsert_timer[];      /* 10 parameters */
 extern const char cron_sql_delete_timer[];      /* 1 parameter */
 extern const char cron_sql_select_timers[];     /* 1 parameter: an app or NULL */
 
@@ -165,6 +174,8 @@ struct CronTimers {
         sd_bus *bus;
         Db *db;
         char *slice;
+        char *user, *env_dir;           /* cron_timers_set_sandbox() */
+        char **inaccessible;
         sd_bus_slot *changes_match, *reload_match;
         CronOp *ops;
         Probe *probes;

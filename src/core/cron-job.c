@@ -152,18 +152,25 @@ int cron_argv_escape(char *const *argv, char ***ret) {
 void cron_job_fingerprint(const CronJob *job, char *const *argv, char ret[17]) {
         uint64_t h = UINT64_C(0xcbf29ce484222325);
         char timeout[16];
-        const char *parts[] = { "argv", "env", "calendar", "timeout", "slice" };
+        const char *parts[] = { "argv", "env", "calendar", "timeout", "slice", "env_file", "user", "inaccessible" };
 
 #define FNV(s) for (const char *_p = (s);; _p++) { h = (h ^ (unsigned char) *_p) * UINT64_C(0x100000001b3); if (!*_p) break; }
         (void) snprintf(timeout, sizeof(timeout), "%u", job->timeout_sec);
         for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
-                char *const *l = i == 0 ? argv : i == 1 ? job->env : i == 2 ? job->oncalendar : NULL;
+                /* With an env file the values are not the units' (argv has the names):
+                 * the fingerprint is public, in LogExtraFields=. */
+                char *const *l = i == 0 ? argv : i == 1 ? (job->env_file ? NULL : job->env) :
+                                 i == 2 ? job->oncalendar : i == 7 ? job->inaccessible : NULL;
 
                 FNV(parts[i]);
                 if (i == 3)
                         FNV(timeout);
                 if (i == 4)
                         FNV(job->slice ?: "");
+                if (i == 5)
+                        FNV(job->env_file ?: "");
+                if (i == 6)
+                        FNV(job->user ?: "");
                 for (; l && *l; l++)
                         FNV(*l);
         }

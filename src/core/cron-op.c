@@ -38,6 +38,7 @@ CronOp *cron_op_free(CronOp *op) {
         for (size_t i = 0; i < ELEMENTSOF(op->record_params); i++)
                 free(op->record_params[i]);
         strv_free(op->argv);
+        free(op->env_file);
         free(op->job);
         free(op->app);
         free(op->timer);

@@ -15,19 +15,19 @@
 
 const char cron_sql_upsert_timer[] =
         "INSERT INTO cron_timers (app, image, schedule, oncalendar, command, env, runtime, timeout_sec, "
-        "                         deployment_id, updated_at) "
+        "                         deployment_id, env_file, updated_at) "
         "VALUES ($1, $2, $3, ARRAY(SELECT json_array_elements_text($4::json)), $5, "
-        "        ARRAY(SELECT json_array_elements_text($6::json)), $7, $8::integer, $9::bigint, now()) "
+        "        ARRAY(SELECT json_array_elements_text($6::json)), $7, $8::integer, $9::bigint, $10, now()) "
         "ON CONFLICT (app) DO UPDATE SET image = EXCLUDED.image, schedule = EXCLUDED.schedule, "
         "        oncalendar = EXCLUDED.oncalendar, command = EXCLUDED.command, env = EXCLUDED.env, "
         "        runtime = EXCLUDED.runtime, timeout_sec = EXCLUDED.timeout_sec, "
-        "        deployment_id = EXCLUDED.deployment_id, updated_at = now()";
+        "        deployment_id = EXCLUDED.deployment_id, env_file = EXCLUDED.env_file, updated_at = now()";
 
 const char cron_sql_delete_timer[] = "DELETE FROM cron_timers WHERE app = $1";
 
 const char cron_sql_select_timers[] =
         "SELECT app, image, command, runtime, timeout_sec, array_to_json(oncalendar)::text, "
-        "       array_to_json(env)::text "
+        "       array_to_json(env)::text, env_file "
         "FROM cron_timers WHERE $1::text IS NULL OR app = $1 ORDER BY app";
 
 /* Written when a run is seen starting, completed when it is seen ended; any
@@ -54,8 +54,12 @@ static void on_recorded(Db *db, const PGresult *result, const char *error, void 
         if (error)
                 cron_op_finish(op, -EIO, "the units of %s are %s, but the record could not be updated: %s",
                                op->app, op->install ? "in place" : "removed", error);
-        else
+        else {
+                /* The record names the new file (or none): the app's others are garbage. */
+                if (op->owner && op->owner->env_dir)
+                        cron_env_files_prune(op->owner->env_dir, op->app, op->env_file);
                 cron_op_finish(op, op->result, NULL);
+        }
 }
 
 void cron_op_record(CronOp *op) {
@@ -65,7 +69,7 @@ void cron_op_record(CronOp *op) {
         op->phase = PHASE_RECORD;
         op->timeout = sd_event_source_disable_unref(op->timeout);
         if (op->owner && op->owner->db)
-                r = db_query(op->owner->db, op->record_sql, op->record_sql == cron_sql_upsert_timer ? 9 : 1,
+                r = db_query(op->owner->db, op->record_sql, op->record_sql == cron_sql_upsert_timer ? 10 : 1,
                              (const char *const *) op->record_params, on_recorded, op);
         if (r < 0)
                 cron_op_finish(op, r, "the units of %s are %s, but the record could not be updated: %s",

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cron-internal.h"
 #include "log.h"
@@ -97,6 +98,9 @@ static void restore_row(Restore *rs, const PGresult *res, int row) {
                 .runtime = PQgetisnull(res, row, 3) ? NULL : PQgetvalue(res, row, 3),
                 .timeout_sec = (unsigned) strtoul(PQgetvalue(res, row, 4), NULL, 10),
                 .slice = c->slice,
+                .env_file = PQgetisnull(res, row, 7) ? NULL : PQgetvalue(res, row, 7),
+                .user = c->user,
+                .inaccessible = c->inaccessible,
         };
         CronOp *op;
         int r;
@@ -114,6 +118,13 @@ static void restore_row(Restore *rs, const PGresult *res, int row) {
                 return restore_fail(rs, r, app, "unreadable record");
         job.oncalendar = calendar;
         job.env = env;
+        /* Values are only ever in the app's env file: without it the job
+         * would run with empty ones. */
+        if (c->env_dir && env[0] && !job.env_file)
+                return restore_fail(rs, -ENOENT, app, "its env values are not recorded (an older nornd kept "
+                                    "them in the database, from where they were removed): deploy it again");
+        if (job.env_file && access(job.env_file, F_OK) < 0)
+                return restore_fail(rs, -errno, app, "its env file is missing: deploy it again");
         r = cron_op_new_install(c->bus, &job, SYNC_IDLE, on_restored, rs, &op, &error);
         if (r < 0)
                 return restore_fail(rs, r, app, error ?: strerror(-r));

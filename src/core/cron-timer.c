@@ -95,10 +95,24 @@ void cron_timers_op_ended(CronTimers *c, const char *app, int r) {
                 (void) cron_restore_start(c, app, NULL, NULL);
 }
 
+/* The names of env as NAME= entries: what is recorded when the values are in a file. */
+static int env_names(char *const *env, char ***ret) {
+        _cleanup_strv_free_ char **l = calloc(1, sizeof(char *));
+
+        if (!l)
+                return -ENOMEM;
+        for (char *const *e = env; e && *e; e++)
+                if (strv_extendf(&l, "%.*s=", (int) strcspn(*e, "="), *e) < 0)
+                        return -ENOMEM;
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
 int cron_timers_deploy(CronTimers *c, const CronJob *job, const char *schedule, int64_t deployment_id,
                        CronDoneCallback done, void *userdata, CronOp **ret) {
         _cleanup_(cron_op_freep) CronOp *op = NULL;
-        _cleanup_free_ char *calendar = NULL, *env = NULL;
+        _cleanup_free_ char *calendar = NULL, *env = NULL, *env_file = NULL;
+        _cleanup_strv_free_ char **names = NULL;
         CronJob j;
         json_t *a;
         CronOp *other;
@@ -112,10 +126,27 @@ int cron_timers_deploy(CronTimers *c, const CronJob *job, const char *schedule, 
         /* The same slice as units re-created from the record get. */
         j = *job;
         j.slice = c->slice;
+        j.user = c->user;
+        j.inaccessible = c->inaccessible;
         job = &j;
+        r = cron_job_validate(job, NULL);
+        if (r < 0)
+                return r;
+        /* The values go to a root-only file, the record gets the names. */
+        if (c->env_dir && job->env && job->env[0]) {
+                r = cron_env_file_prepare(c->env_dir, job->app, job->env, &env_file);
+                if (r < 0)
+                        return log_debug_errno(r, "Cannot write the env file of %s: %m", job->app);
+                r = env_names(job->env, &names);
+                if (r < 0)
+                        return r;
+                j.env_file = env_file;
+                j.env = names;
+        }
         r = cron_op_new_install(c->bus, job, SYNC_REPLACE, done, userdata, &op, NULL);
         if (r < 0)
                 return r;
+        op->env_file = TAKE_PTR(env_file);
         other = cron_timers_find_op(c, job->app);
         if (other && !other->check)
                 return -EBUSY;  /* another deploy of this app */
@@ -136,7 +167,8 @@ int cron_timers_deploy(CronTimers *c, const CronJob *job, const char *schedule, 
             !(op->record_params[4] = strdup(job->command)) ||
             (job->runtime && *job->runtime && !(op->record_params[6] = strdup(job->runtime))) ||
             asprintf(&op->record_params[7], "%u", job->timeout_sec) < 0 ||
-            (deployment_id > 0 && asprintf(&op->record_params[8], "%" PRIi64, deployment_id) < 0))
+            (deployment_id > 0 && asprintf(&op->record_params[8], "%" PRIi64, deployment_id) < 0) ||
+            (op->env_file && !(op->record_params[9] = strdup(op->env_file))))
                 return -ENOMEM;
         op->record_params[3] = TAKE_PTR(calendar);
         op->record_params[5] = TAKE_PTR(env);
@@ -217,11 +249,30 @@ int cron_timers_new(sd_bus *bus, Db *db, const char *slice, CronTimers **ret) {
         return 0;
 }
 
+int cron_timers_set_sandbox(CronTimers *c, const char *user, const char *env_dir, char *const *inaccessible) {
+        if (!c)
+                return -EINVAL;
+        free(c->user);
+        free(c->env_dir);
+        c->inaccessible = strv_free(c->inaccessible);
+        c->user = user ? strdup(user) : NULL;
+        c->env_dir = env_dir ? strdup(env_dir) : NULL;
+        for (char *const *p = inaccessible; p && *p; p++)
+                if (strv_extend(&c->inaccessible, *p) < 0)
+                        return -ENOMEM;
+        if ((user && !c->user) || (env_dir && !c->env_dir))
+                return -ENOMEM;
+        return 0;
+}
+
 void cron_timers_unref(CronTimers *c) {
         if (!c || --c->n_ref > 0)
                 return;
         sd_bus_unref(c->bus);
         free(c->slice);
+        free(c->user);
+        free(c->env_dir);
+        strv_free(c->inaccessible);
         free(c);
 }
 

@@ -45,6 +45,11 @@ typedef struct CronJob {
         const char *runtime;        /* NULL or "": cron_runtime(); else a path or a command name */
         const char *slice;          /* NULL: the manager's default slice */
         unsigned timeout_sec;       /* RuntimeMaxSec=; 0: no limit */
+        const char *env_file;       /* NULL, or a root-only file with the env values (EnvironmentFile=):
+                                     * then only the names of env are used, never its values */
+        const char *user;           /* NULL, or User= of the job (with NoNewPrivileges=, PrivateTmp=,
+                                     * ProtectProc=invisible) */
+        char *const *inaccessible;  /* InaccessiblePaths= of the job (missing ones ignored), or NULL */
 } CronJob;
 
 /* App ids as DESIGN §2: ^[a-z0-9][a-z0-9-]*$, 1..CRON_APP_MAX bytes. */
@@ -108,6 +113,13 @@ typedef struct CronTimers CronTimers;
  * units made here (NULL: the manager's default). db may be NULL (nothing
  * recorded or restored; deploys refused). Needs bus attached to an event loop. */
 int cron_timers_new(sd_bus *bus, Db *db, const char *slice, CronTimers **ret);
+/* Who the jobs of the cron apps run as, and where their env values go
+ * (cron-env.c): once set, cron_timers_deploy() writes each app's values to a
+ * root-only file in env_dir and records only the names and the file, and
+ * every unit made here gets User=user (NoNewPrivileges=, PrivateTmp=,
+ * ProtectProc=invisible) and InaccessiblePaths= of inaccessible. Any of
+ * them may be NULL. Call before the first deploy or restore. */
+int cron_timers_set_sandbox(CronTimers *c, const char *user, const char *env_dir, char *const *inaccessible);
 /* Stops checks and recording. Deploys and undeploys in flight go on
  * (cron_op_cancel() stays valid for them) but cannot record any more. Free
  * it before the Db. */

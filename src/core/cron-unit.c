@@ -38,6 +38,35 @@ static int append_timer_properties(sd_bus_message *m, const CronJob *job, const 
         return r;
 }
 
+/* The job is the app's code: not nornd's user, nothing of nornd's to see. */
+static int append_sandbox_properties(sd_bus_message *m, const CronJob *job) {
+        _cleanup_strv_free_ char **paths = NULL;
+        int r = 0;
+
+        if (job->user) {
+                r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)", "User", "s", job->user, "NoNewPrivileges", "b", 1,
+                                          "PrivateTmp", "b", 1, "ProtectProc", "s", "invisible");
+                if (r < 0)
+                        return r;
+        }
+        if (!job->inaccessible || !job->inaccessible[0])
+                return 0;
+        /* "-": a path that does not exist is no error. */
+        for (char *const *p = job->inaccessible; *p; p++)
+                if (strv_extendf(&paths, "-%s", *p) < 0)
+                        return -ENOMEM;
+        r = sd_bus_message_open_container(m, 'r', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "InaccessiblePaths");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "as");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, paths);
+        for (unsigned i = 0; r >= 0 && i < 2; i++)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
 static int append_service_properties(sd_bus_message *m, const CronOp *op, const CronJob *job,
                                      const char *description) {
         _cleanup_free_ char *ident = NULL;
@@ -74,7 +103,11 @@ static int append_service_properties(sd_bus_message *m, const CronOp *op, const 
                 r = sd_bus_message_append(m, "b", 0);
         for (unsigned i = 0; r >= 0 && i < 4; i++)
                 r = sd_bus_message_close_container(m);
-        if (r >= 0) {
+        /* Values in a property are anyone's to read (over the bus, and in the
+         * 0644 transient unit file): with a file, only its path is sent. */
+        if (r >= 0 && job->env_file)
+                r = sd_bus_message_append(m, "(sv)", "EnvironmentFiles", "a(sb)", 1, job->env_file, 0);
+        else if (r >= 0) {
                 r = sd_bus_message_open_container(m, 'r', "sv");
                 if (r >= 0)
                         r = sd_bus_message_append(m, "s", "Environment");
@@ -85,6 +118,8 @@ static int append_service_properties(sd_bus_message *m, const CronOp *op, const 
                 for (unsigned i = 0; r >= 0 && i < 2; i++)
                         r = sd_bus_message_close_container(m);
         }
+        if (r >= 0)
+                r = append_sandbox_properties(m, job);
         if (r >= 0 && job->timeout_sec > 0)
                 r = sd_bus_message_append(m, "(sv)", "RuntimeMaxUSec", "t", job->timeout_sec * CRON_USEC_PER_SEC);
         if (r >= 0)

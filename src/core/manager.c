@@ -232,6 +232,7 @@ static const HttpServerCallbacks http_callbacks = {
 };
 
 int manager_start(Manager *m) {
+        _cleanup_free_ char *cron_env_dir = NULL;
         int r;
 
         r = manager_connect_bus(m);
@@ -250,6 +251,14 @@ int manager_start(Manager *m) {
         r = cron_timers_new(m->bus, m->db, m->config.slice, &m->cron);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up cron timers: %m");
+        /* Cron jobs are the app's code too: the step user, nothing of ours to see,
+         * env values in root-only files. */
+        if (asprintf(&cron_env_dir, "%s/cron-env", m->config.state_dir) < 0)
+                return log_oom();
+        r = cron_timers_set_sandbox(m->cron, m->config.step_isolated ? m->config.step_user : NULL, cron_env_dir,
+                                    m->config.step_isolated ? m->config.step_hide : NULL);
+        if (r < 0)
+                return log_oom();
         r = db_start(m->db);
         if (r < 0)
                 return log_error_errno(r, "Failed to start database client: %m");

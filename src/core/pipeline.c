@@ -320,7 +320,8 @@ static void on_step_done(StepRun *run, const StepRunResult *result, void *userda
         pipeline_step_continue(d, result);
 }
 
-int pipeline_run_command(Deployment *d, char *const *argv, char *const *env, const char *cwd) {
+static int run_command(Deployment *d, char *const *argv, char *const *env, const char *cwd,
+                       const StepSandbox *sandbox) {
         Manager *m = d->manager;
         DeploymentStep *st = &d->steps[d->step];
         _cleanup_free_ char *unit = NULL;
@@ -351,6 +352,7 @@ int pipeline_run_command(Deployment *d, char *const *argv, char *const *env, con
                 .cpu_quota_per_sec_usec = m->config.step_cpu_quota_usec,
                 .timeout_usec = m->config.step_timeout_usec[d->step],
                 .stdin_fd = -1,
+                .sandbox = sandbox,
         };
 
         r = step_run_start(m->event, manager_systemd_bus(m), &spec, on_step_line,
@@ -367,6 +369,23 @@ int pipeline_run_command(Deployment *d, char *const *argv, char *const *env, con
         free(st->unit);
         st->unit = manager_systemd_bus(m) ? TAKE_PTR(unit) : NULL;
         return 1;
+}
+
+int pipeline_run_command(Deployment *d, char *const *argv, char *const *env, const char *cwd) {
+        return run_command(d, argv, env, cwd, NULL);
+}
+
+int pipeline_run_app_command(Deployment *d, char *const *argv, char *const *env) {
+        const NornConfig *c = &d->manager->config;
+        StepSandbox sandbox = {
+                .uid = c->step_uid,
+                .gid = c->step_gid,
+                .workdir = d->workdir,
+                .hide = c->step_hide,
+        };
+
+        /* Without root there is no one else to be (config.c said so at start). */
+        return run_command(d, argv, env, d->workdir, c->step_isolated ? &sandbox : NULL);
 }
 
 

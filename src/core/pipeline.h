@@ -21,6 +21,10 @@ int pipeline_cancel(Deployment *d);
 /* Run one command of the current step in its own scope
  * (norn-<app>-<id>-<step>[-<n>].scope); pipeline_step_continue() follows. */
 int pipeline_run_command(Deployment *d, char *const *argv, char *const *env, const char *cwd);
+/* The same for a command that comes from the app (build.test, the migration):
+ * in the work dir, as the step user, in a sandbox (step-sandbox.h) that hides
+ * nornd's state, apps, snapshots and configuration. */
+int pipeline_run_app_command(Deployment *d, char *const *argv, char *const *env);
 
 /* Report the end of asynchronous work a driver started itself. */
 void pipeline_step_continue(Deployment *d, const StepRunResult *result);

@@ -53,10 +53,11 @@ int step_command_check(Deployment *d, const StepRunResult *r, const char *what) 
         return 0;
 }
 
-/* Test and migrate are one shell command each, run in the work dir. */
+/* Test and migrate are one shell command each from the app's repository,
+ * run in the work dir as the step user (pipeline_run_app_command()). */
 static int run_shell(Deployment *d, const char *command, char *const *env) {
         char *const argv[] = { (char *) "sh", (char *) "-c", (char *) command, NULL };
-        return pipeline_run_command(d, argv, env, d->workdir);
+        return pipeline_run_app_command(d, argv, env);
 }
 
 int step_test_next(Deployment *d, const StepRunResult *prev) {
@@ -64,7 +65,7 @@ int step_test_next(Deployment *d, const StepRunResult *prev) {
 
         if (prev)
                 return step_command_check(d, prev, "test command");
-        if (step_env_new(d, &env) < 0)
+        if (step_env_new_app(d, &env) < 0)
                 return deployment_fail(d, "out of memory");
         return run_shell(d, d->spec->build.test, env);
 }
@@ -83,7 +84,16 @@ int step_migrate_next(Deployment *d, const StepRunResult *prev) {
         if (!db)
                 return deployment_fail(d, "migrations.command is set but neither migrations.database nor "
                                           "services.postgres.database names a database");
-        r = step_env_new(d, &env);
+        /* App code never gets Norn's own role: it could rewrite deployments,
+         * or cron_timers, which nornd turns into running units. */
+        if (step_env_database_is_norns(d->manager))
+                return deployment_fail(d, "refusing to run the migration of %s with Norn's own database role; "
+                                          "give the apps a role of their own: set NORN_APP_DATABASE_URL to a "
+                                          "role that may use the apps' databases but not Norn's (CREATE ROLE "
+                                          "norn_apps LOGIN PASSWORD '...'; GRANT ALL ON DATABASE %s TO "
+                                          "norn_apps; ALTER DATABASE %s OWNER TO norn_apps)",
+                                       d->app, db, db);
+        r = step_env_new_app(d, &env);
         if (r >= 0)
                 r = step_env_add_database(d, db, &env);
         if (r < 0)

@@ -31,16 +31,32 @@ static bool passed_through(const char *entry) {
         return false;
 }
 
-int step_env_new(const Deployment *d, char ***ret) {
+/* What an app's own command may have of ours: nothing about builders,
+ * registries or nornd's runtime dir. */
+static bool passed_to_app(const char *entry) {
+        static const char *const exact[] = { "PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE" };
+        size_t n = strcspn(entry, "=");
+
+        for (size_t i = 0; i < ELEMENTSOF(exact); i++)
+                if (strlen(exact[i]) == n && strncmp(entry, exact[i], n) == 0)
+                        return true;
+        return false;
+}
+
+static int env_new(const Deployment *d, bool app, char ***ret) {
         _cleanup_strv_free_ char **env = calloc(1, sizeof(char *));
         char id[32];
 
         if (!env)
                 return -ENOMEM;
         for (char **e = environ; e && *e; e++)
-                if (passed_through(*e) && strv_extend(&env, *e) < 0)
+                if ((app ? passed_to_app(*e) : passed_through(*e)) && strv_extend(&env, *e) < 0)
                         return -ENOMEM;
         if (!strv_env_get(env, "PATH") && strv_env_set(&env, "PATH", "/usr/local/bin:/usr/bin:/bin") < 0)
+                return -ENOMEM;
+        /* The sandbox's private /tmp is the only other place it can write. */
+        if (app && d->manager->config.step_isolated &&
+            (strv_env_set(&env, "HOME", "/tmp") < 0 || strv_env_set(&env, "TMPDIR", "/tmp") < 0))
                 return -ENOMEM;
 
         snprintf(id, sizeof(id), "%" PRIi64, d->id);
@@ -50,6 +66,43 @@ int step_env_new(const Deployment *d, char ***ret) {
 
         *ret = TAKE_PTR(env);
         return 0;
+}
+
+int step_env_new(const Deployment *d, char ***ret) {
+        return env_new(d, false, ret);
+}
+
+int step_env_new_app(const Deployment *d, char ***ret) {
+        return env_new(d, true, ret);
+}
+
+/* keyword's value in the URL, else libpq's default (PG* variables, the OS
+ * user name, the default socket). */
+static const char *conninfo_value(PQconninfoOption *opts, PQconninfoOption *defaults, const char *keyword) {
+        for (PQconninfoOption *o = opts; o && o->keyword; o++)
+                if (streq(o->keyword, keyword) && o->val && *o->val)
+                        return o->val;
+        for (PQconninfoOption *o = defaults; o && o->keyword; o++)
+                if (streq(o->keyword, keyword) && o->val && *o->val)
+                        return o->val;
+        return "";
+}
+
+bool step_env_database_is_norns(const Manager *m) {
+        PQconninfoOption *norn, *app, *defaults;
+        bool same = true;       /* when in doubt, it is */
+
+        norn = PQconninfoParse(m->config.database_url, NULL);
+        app = PQconninfoParse(m->config.app_database_url, NULL);
+        defaults = PQconndefaults();
+        if (norn && app && defaults)
+                same = streq(conninfo_value(norn, defaults, "user"), conninfo_value(app, defaults, "user")) &&
+                       streq(conninfo_value(norn, defaults, "host"), conninfo_value(app, defaults, "host")) &&
+                       streq(conninfo_value(norn, defaults, "port"), conninfo_value(app, defaults, "port"));
+        PQconninfoFree(norn);
+        PQconninfoFree(app);
+        PQconninfoFree(defaults);
+        return same;
 }
 
 /* Percent-encode for a URI component. */
@@ -67,7 +120,7 @@ static int uri_encode(FILE *f, const char *s) {
 
 int step_env_add_database(const Deployment *d, const char *database, char ***env) {
         const Manager *m = d->manager;
-        const char *server = getenv("NORN_APP_DATABASE_URL");
+        const char *server = m->config.app_database_url;
         const char *host = NULL, *port = NULL, *user = NULL, *password = NULL, *sslmode = NULL;
         PQconninfoOption *opts;
         char *uri = NULL, *err = NULL;
@@ -75,8 +128,6 @@ int step_env_add_database(const Deployment *d, const char *database, char ***env
         FILE *f;
         int r = 0;
 
-        if (!server || !*server)
-                server = m->config.database_url;
         opts = PQconninfoParse(server, &err);
         if (!opts) {
                 PQfreemem(err); /* may quote the URL: not shown */

@@ -29,6 +29,7 @@ typedef enum LingerPhase {
 /* What the child reports on its error pipe before _exit(). */
 typedef enum ChildStage {
         CHILD_STAGE_SETUP,
+        CHILD_STAGE_SANDBOX,
         CHILD_STAGE_CHDIR,
         CHILD_STAGE_EXEC,
 } ChildStage;
@@ -104,7 +105,8 @@ static void close_range_or_loop(unsigned first, unsigned last) {
 
 /* Only async-signal-safe calls from here on: nornd may have other threads. */
 _Noreturn static void child_run(int release_fd, int error_fd, int stdin_fd, int out_fd, int err_fd,
-                                const char *cwd, char *const *argv, char *const *env) {
+                                const char *cwd, char *const *argv, char *const *env,
+                                const StepSandbox *sandbox) {
         struct sigaction sa = { .sa_handler = SIG_DFL };
         sigset_t ss;
         ssize_t n;
@@ -156,6 +158,12 @@ _Noreturn static void child_run(int release_fd, int error_fd, int stdin_fd, int 
         if (n != 1)
                 _exit(EXIT_FAILURE);    /* nornd gave up on us (or died) */
         (void) close(release_fd);
+
+        if (sandbox) {
+                int k = step_sandbox_enter(sandbox);
+                if (k < 0)
+                        child_fail(error_fd, CHILD_STAGE_SANDBOX, -k);
+        }
 
         if (cwd && chdir(cwd) < 0)
                 child_fail(error_fd, CHILD_STAGE_CHDIR, errno);
@@ -442,6 +450,9 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         if (n == (ssize_t) sizeof(e)) {
                 if (e.stage == CHILD_STAGE_EXEC)
                         set_error(r, "failed to execute %s: %s", r->argv0, strerror(e.error));
+                else if (e.stage == CHILD_STAGE_SANDBOX)
+                        set_error(r, "failed to isolate %s (step user, namespaces): %s", r->argv0,
+                                  strerror(e.error));
                 else if (e.stage == CHILD_STAGE_CHDIR)
                         set_error(r, "failed to change to directory %s: %s", strna(r->cwd),
                                   strerror(e.error));
@@ -603,7 +614,7 @@ int step_run_start(sd_event *event, sd_bus *bus, const StepRunSpec *spec,
         }
         if (r->pid == 0)
                 child_run(release[1], error[1], spec->stdin_fd >= 0 ? spec->stdin_fd : stdin_fd,
-                          out[1], err[1], spec->cwd, spec->argv, spec->env);
+                          out[1], err[1], spec->cwd, spec->argv, spec->env, spec->sandbox);
 
         /* From here on, a failure kills the child: step_run_free() does that. */
         r->release_fd = release[0];

@@ -7,6 +7,8 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "step-sandbox.h"
+
 /* Runs one command of a deploy step as a child process, in its own transient
  * systemd scope when a manager is given, and streams its output line by line.
  * Nothing here blocks the event loop: the scope is created with asynchronous
@@ -52,6 +54,8 @@ typedef struct StepRunSpec {
                                          * counted from step_run_start() */
         int stdin_fd;                   /* -1 = /dev/null; not closed, the child gets a copy */
         const char *description;        /* the scope's Description=; NULL = "Norn step <argv[0]>" */
+        const StepSandbox *sandbox;     /* NULL: runs as nornd; else the child enters it (as root)
+                                         * once it is in its scope, before cwd and exec */
 } StepRunSpec;
 
 typedef struct StepRunResult {

@@ -36,6 +36,29 @@ def psql(sql, db=None):
     return run(["psql", url, "-v", "ON_ERROR_STOP=1", "-Atc", sql]).stdout.strip()
 
 
+APP_ROLE = "norn_apps"
+APP_PASSWORD = "apps-of-this-sandbox"    # one for all tests of a sandbox: they may run at once
+
+
+def app_database_url():
+    """What an administrator sets up for the apps' databases, as the README
+    says: a role of their own (never Norn's, which nornd refuses for
+    migrations), with a password; returns NORN_APP_DATABASE_URL for it, on
+    the sandbox's server. Create the apps' databases with create_app_database()."""
+    psql(f"DO $$BEGIN CREATE ROLE {APP_ROLE}; "
+         f"EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END$$", db="postgres")
+    psql(f"ALTER ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{APP_PASSWORD}'",
+         db="postgres")
+    url = os.environ.get("NORN_TEST_DATABASE_URL") or os.environ["NORN_DATABASE_URL"]
+    return re.sub(r"([?&])user=[^&]*", rf"\g<1>user={APP_ROLE}&password={APP_PASSWORD}", url)
+
+
+def create_app_database(name):
+    """An app's database, owned by the apps' role (dropped first if it exists)."""
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", db="postgres")
+    psql(f"CREATE DATABASE {name} OWNER {APP_ROLE}", db="postgres")
+
+
 class KubeStandin:
     """tests/k8s-standin.py over TLS with its own CA and a bearer token."""
 
@@ -154,13 +177,13 @@ class PipelineEnv:
         self.registry = Registry().__enter__()
         self.buildah = Buildah(insecure_registries=[self.registry.address]).__enter__()
         self.kube = KubeStandin(self.dir, self.kube_deployments, **self.kube_options)
-        psql("DROP DATABASE IF EXISTS hello WITH (FORCE)", db="postgres")
-        psql("CREATE DATABASE hello", db="postgres")
+        self.app_database_url = app_database_url()
+        create_app_database("hello")
         self.add_app("hello", example_app_files(self.repo.file_url))
         env = dict(self.buildah.overrides)
         env.update({
             "NORN_DATABASE_URL": os.environ["NORN_DATABASE_URL"],
-            "NORN_APP_DATABASE_URL": self.saved_url,
+            "NORN_APP_DATABASE_URL": self.app_database_url,
             "NORN_APPS_DIR": self.apps,
             "NORN_STATE_DIR": self.state,
             "NORN_BUILDER": "buildah",

@@ -60,8 +60,9 @@ def exec_start_command(unit):
         c if c.isalnum() else "_%02x" % ord(c) for c in unit)
     out = run(["busctl", "--user", "--json=short", "get-property", "org.freedesktop.systemd1", path,
                "org.freedesktop.systemd1.Service", "ExecStart"]).stdout
-    data = json.loads(out)["data"]
-    return data[0][1][-1] if data and data[0][1] else None
+    commands = json.loads(out)["data"]
+    # None while the unit is being re-created (unloaded for a moment: no ExecStart=).
+    return commands[0][1][-1] if commands else None
 
 
 class Driver:

@@ -10,6 +10,7 @@ the command directly. Cron's finest schedule is one minute, so the test waits
 for the next minute once (at most ~61 s)."""
 import json
 import os
+import pwd
 import subprocess
 import time
 import unittest
@@ -19,6 +20,9 @@ from nornlib import NORNCTL, main, run, wait_until
 from pipeline_env import PipelineEnv, psql
 
 SYSTEMCTL = ["systemctl", "--user"]
+# uid 65534 on the sandbox's session bus (the one the user manager is on), as any local user.
+NOBODY = ["env", "DBUS_SESSION_BUS_ADDRESS=" + os.environ.get("NORN_SANDBOX_SHARED_BUS", "unset"),
+          "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 COMMAND = 'echo "tick says $GREETING, run $((6 * 7))"'
 OUTPUT = "tick says hello from cron, run 42"
 
@@ -30,7 +34,7 @@ i, names = 2, []
 while args[i].startswith("--env="):
     names.append(args[i][len("--env="):])
     i += 1
-rec = {"argv": sys.argv, "image": args[i], "invocation": os.environ.get("INVOCATION_ID"),
+rec = {"argv": sys.argv, "image": args[i], "invocation": os.environ.get("INVOCATION_ID"), "uid": os.getuid(),
        "env": {n: os.environ.get(n) for n in names}, "t": time.time()}
 with open(%(runs)r, "a") as f:
     f.write(json.dumps(rec) + "\n")
@@ -71,6 +75,9 @@ class CronDeployTest(unittest.TestCase):
         os.makedirs(cls.rt_dir)
         os.chmod(cls.rt_dir, 0o755)
         cls.runs_file = os.path.join(cls.rt_dir, "runs.jsonl")
+        # The jobs run as the step user: they may append to it.
+        with open(cls.runs_file, "w"):
+            os.chmod(cls.runs_file, 0o666)
         cls.runtime = os.path.join(cls.rt_dir, "fake-runtime")
         with open(cls.runtime, "w") as f:
             f.write(FAKE_RUNTIME % {"runs": cls.runs_file})
@@ -82,7 +89,7 @@ class CronDeployTest(unittest.TestCase):
         try:
             cls.env.__exit__(None, None, None)
         finally:
-            for app in ("tick", "slow", "never", "nth"):
+            for app in ("tick", "slow", "never", "nth", "secret"):
                 run(SYSTEMCTL + ["stop", f"norn-cron-{app}.timer", f"norn-cron-{app}.service"], check=False)
 
     def tearDown(self):
@@ -141,10 +148,12 @@ class CronDeployTest(unittest.TestCase):
         self.assertIn(f"NORN_CRON_IMAGE={image}", service["LogExtraFields"])
 
         rec = self.record("tick")
+        # The record has the env's names, and the path of the root-only file with the values.
         self.assertEqual((rec["image"], rec["schedule"], rec["oncalendar"], rec["command"], rec["env"],
                           rec["runtime"], rec["timeout_sec"], rec["deployment_id"]),
-                         (image, "* * * * *", ["*-*-* *:*:00"], COMMAND, ["GREETING=hello from cron"],
+                         (image, "* * * * *", ["*-*-* *:*:00"], COMMAND, ["GREETING="],
                           self.runtime, 30, deploy_id))
+        self.assertRegex(rec["env_file"], rf"^{env.state}/cron-env/tick\.[0-9a-f]{{32}}\.env$")
         # The step's log says what it did.
         messages = [e.get("MESSAGE") for e in env.journal(deploy_id) if e.get("NORN_STEP") == "deploy"]
         self.assertTrue(any('schedule "* * * * *" becomes OnCalendar=*-*-* *:*:00' in str(m) for m in messages),
@@ -155,6 +164,7 @@ class CronDeployTest(unittest.TestCase):
         fired = wait_until(lambda: self.runs(), timeout=75, interval=0.5, what="the timer to fire")[0]
         self.assertEqual(fired["argv"], [self.runtime, "run", "--rm", "--env=GREETING", image, "sh", "-c", COMMAND])
         self.assertEqual(fired["env"], {"GREETING": "hello from cron"})
+        self.assertEqual(fired["uid"], pwd.getpwnam("norn-step").pw_uid)     # the step user, not root
         self.assertLessEqual(time.gmtime(fired["t"]).tm_sec, 2, fired)     # at the minute
         execution = wait_until(lambda: self.execution(fired["invocation"]), timeout=15,
                                what="the run recorded in PostgreSQL")
@@ -249,6 +259,71 @@ class CronDeployTest(unittest.TestCase):
                    timeout=45, interval=0.5, what="the recorded timer back")
         self.assertEqual(self.record("slow"), old)
         self.assertEqual([r for r in self.runs(after=t0) if r["argv"][-1] == "echo new"], [])
+
+    # ---- env values: only the job gets them -------------------------------------------------
+
+    def test_4_env_values_are_for_the_job_only(self):
+        """uid 65534 reads every property of the job's units over the bus, the
+        transient unit files and cron_timers hold nothing of the values; the
+        values are in a root-only file, and the job (as the step user) gets
+        them exactly, also after the units are re-created from the record."""
+        env = self.env
+        secret = "s3cret-" + os.urandom(6).hex()
+        weird = 'a "quoted" $HOME \\ `x` line\nnext  '
+        self.add_cron_app("secret", "0 5 * * *", "true", env={"DB_PASSWORD": secret, "WEIRD": weird})
+        self.deploy_ok("secret")
+
+        for unit in ("norn-cron-secret.service", "norn-cron-secret.timer"):
+            path = "/org/freedesktop/systemd1/unit/" + unit.replace("-", "_2d").replace(".", "_2e")
+            p = run(NOBODY + ["busctl", "--user", "call", "org.freedesktop.systemd1", path,
+                              "org.freedesktop.DBus.Properties", "GetAll", "s", ""])
+            self.assertIn("norn-cron-secret", p.stdout)     # really read them
+            self.assertNotIn(secret, p.stdout)
+            self.assertNotIn("s3cret", p.stdout)
+        service = run(NOBODY + ["busctl", "--user", "get-property", "org.freedesktop.systemd1",
+                                "/org/freedesktop/systemd1/unit/norn_2dcron_2dsecret_2eservice",
+                                "org.freedesktop.systemd1.Service", "EnvironmentFiles", "Environment", "User"]).stdout
+        rec = self.record("secret")
+        self.assertIn(rec["env_file"], service)
+        self.assertIn('"norn-step"', service)
+        transient = os.path.join(os.environ["XDG_RUNTIME_DIR"], "systemd", "transient")
+        for name in os.listdir(transient):
+            if name.startswith("norn-cron-secret."):
+                with open(os.path.join(transient, name)) as f:
+                    self.assertNotIn(secret, f.read())
+        self.assertNotIn(secret, psql("SELECT row_to_json(t) FROM cron_timers t"))
+        self.assertEqual(rec["env"], ["DB_PASSWORD=", "WEIRD="])
+
+        # The file: root's alone, in a directory only root can open.
+        st, dst = os.stat(rec["env_file"]), os.stat(os.path.dirname(rec["env_file"]))
+        self.assertEqual((st.st_uid, st.st_mode & 0o7777, dst.st_uid, dst.st_mode & 0o7777), (0, 0o600, 0, 0o700))
+        p = run(NOBODY + ["cat", rec["env_file"]], check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertNotIn(secret, p.stdout)
+
+        # The job gets the values, exactly; again from units re-created from the record.
+        for again in (False, True):
+            if again:
+                self.assertEqual(env.nornd.stop(), 0)
+                run(SYSTEMCTL + ["stop", "norn-cron-secret.timer", "norn-cron-secret.service"], check=False)
+                wait_until(lambda: not cron_units("secret"), what="the units to be unloaded")
+                env.nornd.start()
+                wait_until(lambda: "norn-cron-secret.timer" in cron_units("secret"), timeout=30,
+                           what="the timer re-created from PostgreSQL")
+            t0 = time.time()
+            run(SYSTEMCTL + ["start", "norn-cron-secret.service"])
+            job = wait_until(lambda: self.runs(after=t0), timeout=30, what="the job to run")[0]
+            self.assertEqual(job["env"], {"DB_PASSWORD": secret, "WEIRD": weird})
+            self.assertEqual(job["uid"], pwd.getpwnam("norn-step").pw_uid)
+
+        # Deployed with other values: a new file, and the old one is gone.
+        self.add_cron_app("secret", "0 5 * * *", "true", env={"DB_PASSWORD": "rotated"})
+        self.deploy_ok("secret")
+        new = self.record("secret")["env_file"]
+        self.assertNotEqual(new, rec["env_file"])
+        self.assertFalse(os.path.exists(rec["env_file"]))
+        with open(new) as f:
+            self.assertEqual(f.read(), 'DB_PASSWORD="rotated"\n')
 
 
 if __name__ == "__main__":

@@ -66,6 +66,12 @@ class ControlTest(unittest.TestCase):
             if "ready" in line and len(children) == 2:
                 break
         deploy_id = self.env.deployment_id("".join(lines))
+        # The $! it printed are pids of the step's own PID namespace: ask the
+        # manager for the scope's processes as the host sees them.
+        unit = f"norn-slow-{deploy_id}-test.scope"
+        out = run(["busctl", "--user", "--json=short", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                   "org.freedesktop.systemd1.Manager", "GetUnitProcesses", "s", unit]).stdout
+        children = [pid for _, pid, cmd in json.loads(out)["data"][0] if cmd == "sleep 1000"]
         return p, deploy_id, children
 
     def test_cancel_kills_whole_tree(self):

@@ -745,6 +745,79 @@ static void test_env_stdin_cwd(void) {
         run_clear(&t);
 }
 
+static bool free_and(char **p) {
+        *p = mfree(*p);
+        return false;
+}
+
+/* An app's command: another uid, its work dir the only writable place, the
+ * hidden dirs empty, a PID namespace of its own; the clone's files given to
+ * it, never what a symlink in them points to. */
+static void test_sandbox(void) {
+        _cleanup_free_ char *unit = unit_name("sandbox"), *base = NULL, *work = NULL, *hidden = NULL,
+                            *path = NULL;
+        const char *tmp = getenv("TMPDIR");
+        Run t = {}, u = {};
+        struct stat st, link, passwd;
+        bool done;
+
+        if (asprintf(&base, "%s/norn-test-sandbox-XXXXXX", tmp && *tmp ? tmp : "/var/tmp") < 0 || !mkdtemp(base) ||
+            chmod(base, 0755) < 0 || asprintf(&hidden, "%s/state", base) < 0 || mkdir(hidden, 0755) < 0 ||
+            asprintf(&work, "%s/state/work", base) < 0 || mkdir(work, 0750) < 0 || free_and(&work) ||
+            asprintf(&work, "%s/state/work/app-1", base) < 0 || mkdir(work, 0755) < 0 ||
+            asprintf(&path, "%s/secret", hidden) < 0)
+                abort();
+        if (close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) < 0)
+                abort();
+        free(path);
+        if (asprintf(&path, "%s/from-clone", work) < 0 || close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) < 0)
+                abort();
+        free(path);
+        if (asprintf(&path, "%s/evil", work) < 0 || symlink("/etc/passwd", path) < 0)
+                abort();
+
+        StepSandbox sandbox = { .uid = 65534, .gid = 65534, .workdir = work, .hide = ARGV(hidden) };
+        StepRunSpec spec = {
+                .argv = SH("id -u; cat ../../secret 2>/dev/null || echo hidden; echo x >new && echo writes; "
+                           "touch ../../../outside 2>/dev/null || echo read-only; ls /proc | grep -c '^[0-9]'"),
+                .env = ARGV("PATH=/usr/bin:/bin"),
+                .cwd = work, .unit = unit, .slice = SLICE, .stdin_fd = -1, .sandbox = &sandbox,
+        };
+        /* nornd's unit has UMask=0027: the path made to the work dir must still be searchable. */
+        mode_t mask = umask(0027);
+        done = run_simple(&t, bus, &spec);
+        (void) umask(mask);
+        if (!check(done && !t.error && t.result.exit_code == 0 && t.n_lines == 5 && streq(t.lines[0], "65534") &&
+                   streq(t.lines[1], "hidden") && streq(t.lines[2], "writes") && streq(t.lines[3], "read-only") &&
+                   atoi(t.lines[4]) >= 1 && atoi(t.lines[4]) <= 4,
+                   "sandbox: runs as the given uid, sees no hidden file, writes only its work dir, "
+                   "sees only its own processes"))
+                dump_lines(&t);
+        run_clear(&t);
+
+        check(stat(path, &st) == 0 && lstat(path, &link) == 0 && stat("/etc/passwd", &passwd) == 0 &&
+              link.st_uid == 65534 && passwd.st_uid == 0,
+              "sandbox: the work dir's symlinks are given to the uid, never what they point to");
+        free(path);
+        check(asprintf(&path, "%s/from-clone", work) >= 0 && stat(path, &st) == 0 && st.st_uid == 65534 &&
+              st.st_gid == 65534, "sandbox: the files nornd made in the work dir are given to the uid");
+        free(path);
+        check(asprintf(&path, "%s/outside", base) >= 0 && access(path, F_OK) < 0,
+              "sandbox: nothing was written outside the work dir");
+
+        sandbox.workdir = "/nonexistent/norn-test-work";
+        done = run_simple(&u, bus, &spec);
+        if (!check(done && u.error && streq(u.error, "failed to isolate sh (step user, namespaces): "
+                                                     "No such file or directory"),
+                   "sandbox: a failure to isolate is reported, the command does not run"))
+                dump_lines(&u);
+        run_clear(&u);
+
+        free(path);
+        if (asprintf(&path, "rm -rf -- '%s'", base) >= 0)
+                (void) !system(path);
+}
+
 static void set_flag(Run *t, const char *line) {
         if (streq(line, "ready"))
                 *(bool *) t->data = true;
@@ -1087,6 +1160,7 @@ int main(void) {
         test_leftover();
         test_no_manager();
         test_env_stdin_cwd();
+        test_sandbox();
         test_free_running(bus, "with a scope");
         test_free_running(NULL, "without a manager");
         test_loop_not_blocked();
