@@ -422,3 +422,12 @@ int pipeline_cancel(Deployment *d) {
         /* Between steps (a database write in flight): step_enter() sees the flag. */
         return 0;
 }
+
+int pipeline_stop(Deployment *d, const char *reason) {
+        if (deploy_status_is_final(d->status))
+                return -EALREADY;
+        /* The first error wins: "cancelled" comes after ours. */
+        if (!(d->started && d->step == STEP_CLEANUP))
+                deployment_fail(d, "%s", reason);
+        return pipeline_cancel(d);
+}
