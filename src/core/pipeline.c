@@ -171,6 +171,12 @@ void pipeline_step_continue(Deployment *d, const StepRunResult *result) {
 
         st->exit_code = result->exit_code;
 
+        if (result->cancelled && d->step == STEP_CLEANUP) {
+                /* Cut short by nornd's stop: cleanup never fails a deploy. */
+                deployment_log(d, "cleanup interrupted; the next start removes %s", strna(d->workdir));
+                step_driver_result(d, -ECANCELED);
+                return;
+        }
         if (result->cancelled || (d->cancel_requested && d->step != STEP_CLEANUP)) {
                 deployment_fail(d, "cancelled");
                 step_driver_result(d, -ECANCELED);
@@ -426,8 +432,13 @@ int pipeline_cancel(Deployment *d) {
 int pipeline_stop(Deployment *d, const char *reason) {
         if (deploy_status_is_final(d->status))
                 return -EALREADY;
+        if (d->started && d->step == STEP_CLEANUP) {
+                /* Its deploy step is done: it ends as it would have, without
+                 * waiting for the work dir's removal (start-up recovery does it). */
+                d->cancel_requested = true;
+                return d->run ? step_run_cancel(d->run) : 0;
+        }
         /* The first error wins: "cancelled" comes after ours. */
-        if (!(d->started && d->step == STEP_CLEANUP))
-                deployment_fail(d, "%s", reason);
+        deployment_fail(d, "%s", reason);
         return pipeline_cancel(d);
 }

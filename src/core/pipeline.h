@@ -17,8 +17,8 @@ void pipeline_start(Deployment *d);
 int pipeline_cancel(Deployment *d);
 
 /* Cancel for nornd's own stop: like pipeline_cancel(), but the deployment
- * fails with reason; one already in cleanup (its deploy step is done) just
- * finishes. -EALREADY when already final. */
+ * fails with reason; one already in cleanup (its deploy step is done) has
+ * its cleanup cut short and ends as it would have. -EALREADY when final. */
 int pipeline_stop(Deployment *d, const char *reason);
 
 /* --- for step drivers --- */
