@@ -7,7 +7,8 @@ How a step is held (nothing is timed by luck):
   clone    a `git` wrapper first in nornd's PATH
   build    a `buildah` wrapper (NORN_BUILDER=buildah)
   test     build.test starts with the hold script
-  snapshot a `pg_dump` wrapper
+  snapshot a `pg_dump` wrapper (it creates pg_dump's output file first, as
+           pg_dump does)
   migrate  migrations.command starts with the hold script
   deploy   the Kubernetes stand-in's never-ready annotation: the rollout never
            completes, nornd follows it (no process runs in this step)
@@ -50,6 +51,17 @@ exit 0
 
 WRAPPER = """#!/bin/sh
 @CTL@/hold @STEP@
+exec @REAL@ "$@"
+"""
+
+# pg_dump opens its output file before it reads anything: held, it leaves
+# the same empty file a pg_dump waiting on a lock does.
+PG_DUMP_WRAPPER = """#!/bin/sh
+if [ "$(cat @CTL@/hold-at 2>/dev/null)" = snapshot ]; then
+    prev=
+    for a in "$@"; do [ "$prev" = -f ] && : >"$a"; prev=$a; done
+fi
+@CTL@/hold snapshot
 exec @REAL@ "$@"
 """
 
@@ -114,8 +126,8 @@ class CrashEnv(PipelineEnv):
         for tool, step in (("git", "clone"), ("buildah", "build"), ("pg_dump", "snapshot"), ("rm", "cleanup")):
             p = os.path.join(bindir, tool)
             with open(p, "w") as f:
-                f.write(WRAPPER.replace("@CTL@", self.ctl).replace("@STEP@", step)
-                        .replace("@REAL@", which(tool)))
+                f.write((PG_DUMP_WRAPPER if tool == "pg_dump" else WRAPPER).replace("@CTL@", self.ctl)
+                        .replace("@STEP@", step).replace("@REAL@", which(tool)))
             os.chmod(p, 0o755)
         self.nornd_env = dict(self.nornd_env)
         self.nornd_env["PATH"] = bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin")
@@ -151,7 +163,9 @@ class CrashEnv(PipelineEnv):
         with open(os.path.join(self.ctl, "hold-at"), "w") as f:
             f.write(step)
         if step == "deploy":
-            self.kube_patch({NEVER_READY: "true"})
+            # The cluster must be running something else, or nornd's PATCH
+            # changes nothing and there is no rollout to follow.
+            self.kube_patch({NEVER_READY: "true"}, image="hello:before-crash")
 
     def release(self):
         if self.ctl:
@@ -162,10 +176,12 @@ class CrashEnv(PipelineEnv):
         if getattr(self, "kube", None):
             self.kube_patch({NEVER_READY: None})
 
-    def kube_patch(self, annotations):
+    def kube_patch(self, annotations, image=None):
+        body = {"metadata": {"annotations": annotations}}
+        if image:
+            body["spec"] = {"template": {"spec": {"containers": [{"name": "hello", "image": image}]}}}
         status, obj = self.kube.request("PATCH", "/apis/apps/v1/namespaces/default/deployments/hello",
-                                        {"metadata": {"annotations": annotations}},
-                                        "application/strategic-merge-patch+json")
+                                        body, "application/strategic-merge-patch+json")
         assert status == 200, (status, obj)
 
     def held_pids(self, step, timeout=120):
@@ -183,8 +199,7 @@ class CrashEnv(PipelineEnv):
         wait_until(lambda: self.step_status(deploy_id, step) == "running", timeout=timeout,
                    what=f"step {step} recorded running")
         if step == "deploy":
-            wait_until(lambda: self.kube.image("hello") != "hello:initial" and
-                       self.kube.image("hello") == self.row(deploy_id).get("image_tag"),
+            wait_until(lambda: self.kube.image("hello") == self.row(deploy_id).get("image_tag"),
                        timeout=timeout, what="image PATCH, rollout followed")
         return pids
 
