@@ -17,6 +17,7 @@
 #include "log.h"
 #include "manager-bus.h"
 #include "manager.h"
+#include "manager-stop.h"
 
 #define SYSTEMD_CHECK_INTERVAL_USEC (10ULL * 1000000ULL)
 
@@ -150,8 +151,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         Manager *m = userdata;
 
         log_info("Received %s, shutting down.", strsignal((int) si->ssi_signo));
-        (void) sd_notify(false, "STOPPING=1");
-        return sd_event_exit(m->event, 0);
+        return manager_stop(m, MANAGER_STOP_REASON_SIGNAL, EXIT_SUCCESS);
 }
 
 int manager_new(NornConfig *config, Manager **ret) {
@@ -209,6 +209,14 @@ static int manager_connect_bus(Manager *m) {
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach bus to event loop: %m");
+        /* By default sd-bus closes the connection when the loop exits: the
+         * steps' scopes are killed after that (manager_free), over this bus. */
+        r = sd_bus_set_close_on_exit(m->bus, false);
+        if (r < 0)
+                return log_error_errno(r, "Failed to keep the bus open after the event loop: %m");
+        r = manager_watch_bus_disconnect(m);
+        if (r < 0)
+                return r;
 
         r = manager_bus_register(m);
         if (r < 0)
@@ -342,7 +350,9 @@ Manager *manager_free(Manager *m) {
         kube_client_free(m->kube);
         event_log_done(&m->events);
         sd_bus_slot_unref(m->systemd_slot);
+        sd_bus_slot_unref(m->disconnect_slot);
         sd_event_source_unref(m->systemd_check_timer);
+        sd_event_source_unref(m->stop_timer);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         free(m->systemd_version);

@@ -44,6 +44,15 @@ typedef struct Manager {
         Reconcile *reconciling;  /* rollouts checked again after a restart (recovery-reconcile.c) */
         bool shutting_down;
 
+        /* manager-stop.c: a stop ends the running deployments before exiting. */
+        bool stopping;
+        bool stop_left;          /* sd_event_exit() called */
+        bool bus_lost;           /* the bus connection closed under us */
+        const char *stop_reason; /* the error interrupted deployments get */
+        int exit_status;
+        sd_event_source *stop_timer;
+        sd_bus_slot *disconnect_slot;
+
         KubeClient *kube;        /* made on first use from the kubeconfig */
         CronTimers *cron;        /* systemd timers of cron apps, recorded in db */
         EventLog events;

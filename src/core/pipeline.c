@@ -227,6 +227,12 @@ void pipeline_step_continue(Deployment *d, const StepRunResult *result) {
 
         st->exit_code = result->exit_code;
 
+        if (result->cancelled && d->step == STEP_CLEANUP) {
+                /* Cut short by nornd's stop: cleanup never fails a deploy. */
+                deployment_log(d, "cleanup interrupted; the next start removes %s", strna(d->workdir));
+                step_driver_result(d, -ECANCELED);
+                return;
+        }
         if (result->cancelled || (d->cancel_requested && d->step != STEP_CLEANUP)) {
                 deployment_fail(d, "cancelled");
                 step_driver_result(d, -ECANCELED);
@@ -528,4 +534,18 @@ int pipeline_cancel(Deployment *d) {
         }
         /* Between steps (a database write in flight): step_enter() sees the flag. */
         return 0;
+}
+
+int pipeline_stop(Deployment *d, const char *reason) {
+        if (deploy_status_is_final(d->status))
+                return -EALREADY;
+        if (d->started && d->step == STEP_CLEANUP) {
+                /* Its deploy step is done: it ends as it would have, without
+                 * waiting for the work dir's removal (start-up recovery does it). */
+                d->cancel_requested = true;
+                return d->run ? step_run_cancel(d->run) : 0;
+        }
+        /* The first error wins: "cancelled" comes after ours. */
+        deployment_fail(d, "%s", reason);
+        return pipeline_cancel(d);
 }

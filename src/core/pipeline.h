@@ -16,6 +16,11 @@ void pipeline_start(Deployment *d);
  * ends failed with error "cancelled". -EALREADY when already final. */
 int pipeline_cancel(Deployment *d);
 
+/* Cancel for nornd's own stop: like pipeline_cancel(), but the deployment
+ * fails with reason; one already in cleanup (its deploy step is done) has
+ * its cleanup cut short and ends as it would have. -EALREADY when final. */
+int pipeline_stop(Deployment *d, const char *reason);
+
 /* --- for step drivers --- */
 
 /* Run one command of the current step in its own scope

@@ -11,6 +11,7 @@
 #include "manager.h"
 #include "recovery.h"
 #include "scheduler.h"
+#include "snapshot-file.h"
 
 #define SYSTEMD_DEST "org.freedesktop.systemd1"
 #define SYSTEMD_PATH "/org/freedesktop/systemd1"
@@ -28,6 +29,10 @@ static void recovery_finish(Manager *m) {
                 if (r < 0)
                         log_warning_errno(r, "Failed to create %s: %m", work);
         }
+        /* After the leftover scopes were killed: no pg_dump writes any more. */
+        r = snapshot_remove_partials(m->config.snapshot_dir);
+        if (r < 0)
+                log_warning_errno(r, "Failed to look for partial snapshots in %s: %m", m->config.snapshot_dir);
         m->recovered = true;
         log_info("Start-up recovery done; deployments may run.");
         scheduler_kick(m);

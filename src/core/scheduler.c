@@ -11,6 +11,7 @@
 #include "log.h"
 #include "manager-bus.h"
 #include "manager.h"
+#include "manager-stop.h"
 #include "pipeline.h"
 #include "recovery.h"
 #include "scheduler.h"
@@ -228,6 +229,10 @@ static Deployment *next_startable(Manager *m) {
 void scheduler_kick(Manager *m) {
         Deployment *d;
 
+        if (m->stopping) {
+                manager_stop_continue(m);
+                return;
+        }
         if (!m->recovered || m->shutting_down)
                 return;
         /* Each start may finish (and unlink) a deployment at once, so look

@@ -5,6 +5,7 @@
 #include "infraspec.h"
 #include "manager.h"
 #include "pipeline.h"
+#include "snapshot-file.h"
 #include "step-driver.h"
 #include "step-env.h"
 #include "strv.h"
@@ -115,6 +116,8 @@ int step_cleanup_next(Deployment *d, const StepRunResult *prev) {
                 }
                 return 0;
         }
+        /* A pg_dump cancelled or timed out in the snapshot step left its partial file. */
+        (void) snapshot_partial_remove(d->snapshot_file);
         if (!d->workdir)
                 return 0;
         if (step_env_new(d, &env) < 0)
