@@ -210,14 +210,15 @@ export function deploymentView(ctx, id, replay) {
   }
 
   function startReplay() {
-    const total = Math.max(0, finishedOf(d) - startOf(d));
+    // A whole number of the slider's steps, so that End reaches the end.
+    const total = Math.ceil(Math.max(0, finishedOf(d) - startOf(d)) / 10) * 10;
     scrub.max = String(total);
     clear(replayBar,
       h('h2', { class: 'sub' }, 'Replay'),
       h('div', { class: 'replay-controls' },
-        h('button', { type: 'button', onclick: () => jump(-1), 'aria-label': 'Previous transition' }, '⏮'),
+        h('button', { type: 'button', onclick: () => jump(-1) }, '← Previous transition'),
         playBtn,
-        h('button', { type: 'button', onclick: () => jump(1), 'aria-label': 'Next transition' }, '⏭'),
+        h('button', { type: 'button', onclick: () => jump(1) }, 'Next transition →'),
         h('span', { class: 'field' }, h('label', { for: 'speed' }, 'Speed'), speed)),
       h('div', { class: 'scrubber' }, h('label', { for: 'scrub' }, 'Time'), scrub, clockOut));
     seek(0);

@@ -24,6 +24,7 @@ export function overviewView(ctx) {
       if (!alive) return;
       clear(list, apps.map((a, i) => appCard(a, current[i])));
       status.textContent = apps.length ? '' : 'No apps: nornd found no infraspec.yaml with deploy: true in its apps directory.';
+      if (!main.dataset.loaded) requestAnimationFrame(() => performance.mark('norn-apps-rendered')); // tools/bench-dashboard
       main.dataset.loaded = 'true';
     } catch (e) {
       if (alive) status.textContent = `Cannot load the apps: ${errorText(e)}`;

@@ -65,6 +65,7 @@ export class PipelineView {
       }
       let text = '';
       if (st === 'running' && s.startedAt) text = duration(Math.max(0, now - Date.parse(s.startedAt)));
+      else if (st === 'pending') text = '';
       else if (s.durationMs !== undefined && s.durationMs !== null) text = duration(s.durationMs);
       else if (s.startedAt && s.finishedAt) text = duration(Date.parse(s.finishedAt) - Date.parse(s.startedAt));
       if (item.time.textContent !== text) item.time.textContent = text;

@@ -3,7 +3,8 @@ PipelineEnv (real git, registry, buildah, PostgreSQL, Kubernetes stand-in)
 whose nornd has an API token and serves the dashboard from the source tree,
 and the example app `hello` whose test step the test drives with files:
 
-  <gate>/hold   the test step prints a line every 0.2 s until <gate>/open exists
+  <gate>/hold   the test step prints a line every 0.2 s until <gate>/open exists,
+                then removes it (one `open` lets one held test step go on)
   <gate>/fail   the test step fails, with a message on stderr
 
 Run by hand inside tools/norn-sandbox (`python3 dashboard_env.py`) it prints
@@ -24,7 +25,7 @@ def gated_test(gate):
     return (f"if [ -e {gate}/fail ]; then echo 'running the example tests'; "
             f"echo 'assertion failed: greeting is wrong' >&2; exit 1; fi; "
             f"if [ -e {gate}/hold ]; then i=0; while [ ! -e {gate}/open ]; do i=$((i+1)); "
-            f"echo \"test output line $i\"; sleep 0.2; done; fi; "
+            f"echo \"test output line $i\"; sleep 0.2; done; rm -f {gate}/open; fi; "
             f"echo 'all example tests passed'; test -f index.html")
 
 
