@@ -176,6 +176,7 @@ test('a deploy started from the page shows every step go running → succeeded l
   assert.equal(await stepLocator('test').getAttribute('data-state'), 'running', 'log lines appear while the step runs');
   assert.match(await stepLocator('test').locator('.step-time').textContent(), /\d/);
   await page.locator('.states li.current[data-state="testing"]').waitFor();
+  await page.screenshot({ path: join(SHOTS, 'deployment-live-running.png') });
 
   gate('open');
   await waitStatus('deployed');
@@ -260,6 +261,21 @@ test('rollback from the page, with a confirmation that says what will happen', a
   await page.goto(`${URL_}#/apps/hello`);
   await page.locator(`tr[data-id="${id}"] .s-rolled_back`).waitFor();
   assert.equal((await api(`/api/deployments/${id}`)).body.status, 'rolled_back');
+});
+
+test('restore of a database snapshot from the page', async () => {
+  await page.goto(`${URL_}#/apps/hello`);
+  await page.locator('main[data-loaded="true"]').waitFor();
+  const snap = (await api('/api/apps/hello/snapshots')).body.snapshots[0];
+  assert.ok(snap, 'a snapshot to restore');
+  await page.getByRole('button', { name: `Restore ${snap.name}` }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  const text = await dialog.textContent();
+  assert.ok(text.includes(snap.name) && text.includes(`database ${snap.database}`), text);
+  await dialog.getByRole('button', { name: 'Restore', exact: true }).click();
+  await page.waitForURL(/#\/deployments\/\d+$/);
+  await waitStatus('deployed');
 });
 
 test('a network blip: the page resumes after the last seq and misses no step', async () => {
