@@ -141,7 +141,7 @@ export function appView(ctx, appId) {
   async function onDeploy(e) {
     e.preventDefault();
     const ref = refInput.value.trim();
-    const body = !ref ? {} : /^[0-9a-f]{7,40}$/.test(ref) ? { commitSha: ref } : { ref };
+    const body = ref ? { ref } : {}; // nornd tells a commit SHA from a branch name
     try {
       const d = await api(`/api/apps/${enc(appId)}/deploy`, { method: 'POST', body });
       location.hash = `#/deployments/${d.id}`;

@@ -21,6 +21,7 @@ export function deploymentView(ctx, id, replay) {
   let loading = null;
   let pending = []; // live log events that came while the log was read over HTTP
   let pendingSteps = []; // and step events
+  let failedStepShown = false; // the log was switched to the failed step once
 
   const heading = h('h1', { tabindex: '-1' }, `Deployment #${id}`);
   const crumbs = h('p', { class: 'crumbs' }, h('a', { href: '#/' }, 'Apps'));
@@ -128,8 +129,8 @@ export function deploymentView(ctx, id, replay) {
         h('p', { class: 'error-text' }, d.error || 'no error recorded'),
         fs && fs.exitCode !== null && fs.exitCode !== undefined ? h('p', { class: 'muted' }, `exit status ${fs.exitCode}`) : null,
         fs && fs.outputTail ? [h('h3', {}, `Last output of ${fs.step}`), h('pre', { class: 'tail', tabindex: '0' }, fs.outputTail)] : null);
-      if (fs && !replay && !logs.stepChosen) {
-        logs.stepChosen = true;
+      if (fs && !replay && !failedStepShown) {
+        failedStepShown = true;
         logs.setStep(fs.step);
       }
     }
