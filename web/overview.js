@@ -15,16 +15,22 @@ export function overviewView(ctx) {
   let timer = null;
   let alive = true;
 
+  const current = new Map(); // app -> its deployed deployment, once known
+
   async function load() {
     try {
       const { apps } = await api('/api/apps');
-      const current = await Promise.all(apps.map((a) =>
-        api(`/api/deployments?app=${enc(a.id)}&status=deployed&limit=1`)
-          .then((r) => r.deployments[0] || null).catch(() => null)));
       if (!alive) return;
-      clear(list, apps.map((a, i) => appCard(a, current[i])));
+      // The apps at once; their running image as soon as it is known.
+      clear(list, apps.map((a) => appCard(a, current.get(a.id))));
       status.textContent = apps.length ? '' : 'No apps: nornd found no infraspec.yaml with deploy: true in its apps directory.';
-      if (!main.dataset.loaded) requestAnimationFrame(() => performance.mark('norn-apps-rendered')); // tools/bench-dashboard
+      if (!main.dataset.shown) requestAnimationFrame(() => performance.mark('norn-apps-rendered')); // tools/bench-dashboard
+      main.dataset.shown = 'true';
+      await Promise.all(apps.map((a) =>
+        api(`/api/deployments?app=${enc(a.id)}&status=deployed&limit=1`)
+          .then((r) => current.set(a.id, r.deployments[0] || null)).catch(() => {})));
+      if (!alive) return;
+      clear(list, apps.map((a) => appCard(a, current.get(a.id))));
       main.dataset.loaded = 'true';
     } catch (e) {
       if (alive) status.textContent = `Cannot load the apps: ${errorText(e)}`;
@@ -69,7 +75,7 @@ function appCard(a, current) {
     h('dl', { class: 'facts' },
       h('dt', {}, 'Role'), h('dd', {}, spec.role || '—'),
       h('dt', {}, 'Branch'), h('dd', {}, branch),
-      h('dt', {}, 'Image'), h('dd', { class: 'mono' }, current ? current.imageTag || '—' : 'not deployed'),
+      h('dt', {}, 'Image'), h('dd', { class: 'mono' }, current === undefined ? '…' : current ? current.imageTag || '—' : 'not deployed'),
       h('dt', {}, 'Commit'), h('dd', { class: 'mono' }, current ? shortSha(current.commitSha) : '—'),
       h('dt', {}, 'Last deployment'),
       h('dd', { class: 'last' }, last

@@ -21,7 +21,7 @@ async function fcp(page) {
 }
 
 const browser = await launch();
-const out = { signinFcp: [], fcp: [], fmp: [], staticBytes: [], apiBytes: [], totalBytes: [] };
+const out = { signinFcp: [], lastStatic: [], fcp: [], fmp: [], staticBytes: [], apiBytes: [], totalBytes: [] };
 let files = [];
 for (let i = 0; i < N; i++) {
   // The sign-in page: a new session without a token.
@@ -62,6 +62,11 @@ for (let i = 0; i < N; i++) {
     done();
   }));
   out.fcp.push(await fcp(page));
+  // When the last static file had arrived: what nornd and loopback take.
+  out.lastStatic.push(await page.evaluate(() => Math.max(
+    performance.getEntriesByType('navigation')[0].responseEnd,
+    ...performance.getEntriesByType('resource').filter((e) => !new URL(e.name).pathname.startsWith('/api/'))
+      .map((e) => e.responseEnd)))));
   out.fmp.push(fmp);
   await page.waitForLoadState('networkidle');
   out.staticBytes.push(stat);

@@ -400,6 +400,22 @@ test('keyboard only: sign-in to a deploy page by Tab and Enter', async () => {
   await ctx.close();
 });
 
+test('the first page transfers less than 150 KB', async () => {
+  const ctx = await browser.newContext();
+  await ctx.addInitScript((t) => sessionStorage.setItem('norn.token', t), TOKEN);
+  const p = await ctx.newPage();
+  p.setDefaultTimeout(T);
+  const cdp = await ctx.newCDPSession(p);
+  await cdp.send('Network.enable');
+  let bytes = 0;
+  cdp.on('Network.loadingFinished', (e) => { bytes += e.encodedDataLength; });
+  await p.goto(URL_);
+  await p.locator('main[data-loaded="true"]').waitFor();
+  await p.waitForLoadState('networkidle');
+  assert.ok(bytes > 20 * 1024 && bytes < 150 * 1024, `${bytes} bytes`);
+  await ctx.close();
+});
+
 test('screenshots and accessibility: light and dark, wide and narrow', async () => {
   const failed = (await api('/api/deployments?app=hello&status=failed&limit=1')).body.deployments[0];
   const ok = (await api('/api/deployments?app=hello&status=deployed&limit=1')).body.deployments[0];
