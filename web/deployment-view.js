@@ -99,6 +99,17 @@ export function deploymentView(ctx, id, replay) {
     if (!FINAL.includes(d.status)) d.status = statusFromSteps(d.steps, d.status);
   }
 
+  async function refreshSummary() {
+    try {
+      const dep = await api(`/api/deployments/${id}`);
+      if (!alive || !d || loading) return;
+      d = { ...d, commitSha: dep.commitSha, imageTag: dep.imageTag, startedAt: dep.startedAt };
+      render();
+    } catch {
+      /* the next event or resync brings it */
+    }
+  }
+
   function failedStep() {
     return d.steps.find((s) => s.status === 'failed') || (d.status === 'failed' ? d.steps.find((s) => s.step === d.step) : null);
   }
@@ -111,7 +122,7 @@ export function deploymentView(ctx, id, replay) {
 
     const end = d.finishedAt ? Date.parse(d.finishedAt) : null;
     clear(summary,
-      h('dt', {}, 'Status'), h('dd', { class: 'status' }, badge(d.status)),
+      h('dt', {}, replay ? 'Outcome' : 'Status'), h('dd', { class: 'status' }, badge(d.status)),
       h('dt', {}, 'Ref'), h('dd', { class: 'mono' }, d.ref),
       h('dt', {}, 'Commit'), h('dd', { class: 'mono' }, shortSha(d.commitSha)),
       h('dt', {}, 'Image'), h('dd', { class: 'mono' }, d.imageTag || '—'),
@@ -174,6 +185,8 @@ export function deploymentView(ctx, id, replay) {
       if (loading) pendingSteps.push(p);
       if (!d || loading) return;
       applyStep(p);
+      // The commit is known after clone, the image after build.
+      if ((p.step === 'clone' || p.step === 'build') && p.status === 'succeeded') refreshSummary();
       if (!replay) {
         pipeline.update(d.steps, d.status, Date.now());
         main.dataset.status = d.status;
@@ -266,10 +279,10 @@ export function deploymentView(ctx, id, replay) {
     cancelAnimationFrame(raf);
   }
 
-  // Elapsed time of the running step, every second.
+  // Elapsed time of the running step.
   const ticker = setInterval(() => {
     if (d && !replay && !FINAL.includes(d.status)) pipeline.update(d.steps, d.status, Date.now());
-  }, 1000);
+  }, 250);
 
   const offs = [
     stream.on('event', onEvent),
