@@ -164,12 +164,11 @@ int api_static_handle(Manager *m, const HttpRequest *req) {
         size_t got = 0;
         int r;
 
-        if (!streq(req->method, "GET") && !streq(req->method, "HEAD"))
-                return static_not_found(req, 405, "method not allowed for this path");
-
         name = api_static_file_name(req->path, &type);
         if (!name)
                 return static_not_found(req, 404, "no such file");
+        if (!streq(req->method, "GET") && !streq(req->method, "HEAD"))
+                return static_not_found(req, 405, "method not allowed for this path");
 
         dfd = open(m->config.dashboard_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0) {

@@ -76,6 +76,10 @@ class DashboardTest(unittest.TestCase):
         self.assertEqual(self.get("/api/apps")[0], 401)
         self.assertEqual(http_request(self.env.nornd.port, "POST", "/", body=b"{}",
                                       headers={"Content-Type": "application/json"})[0], 405)
+        # A path that is no file of the dashboard (an API path with "../" in
+        # it ends up here once resolved) is a 404 whatever the method.
+        self.assertEqual(http_request(self.env.nornd.port, "POST", "/api/apps/..%2f..%2fetc/deploy", body=b"{}",
+                                      headers={"Content-Type": "application/json"})[0], 404)
 
     def test_hostile_paths(self):
         # Files that exist outside the dashboard directory, and names that
