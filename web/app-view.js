@@ -2,7 +2,7 @@
 // one, optionally restoring the database), its database snapshots with
 // restore, and its deployment history.
 import { api, enc } from './api.js';
-import { age, badge, clear, confirmDialog, duration, errorText, h, setTitle, shortSha, time } from './ui.js';
+import { age, badge, clear, confirmDialog, duration, errorText, h, keepFocus, setTitle, shortSha, time } from './ui.js';
 
 const FINAL = ['deployed', 'failed', 'rolled_back'];
 
@@ -76,7 +76,7 @@ export function appView(ctx, appId) {
       app = a;
       history = d.deployments;
       snapshots = s.snapshots;
-      render();
+      keepFocus(main, render);
       main.dataset.loaded = 'true';
     } catch (e) {
       if (alive) say(e.status === 404 ? `There is no app ${appId}.` : `Cannot load ${appId}: ${errorText(e)}`);
@@ -111,9 +111,11 @@ export function appView(ctx, appId) {
     // Rollback targets: last good, or any deployed one older than the current.
     const good = lastGood();
     const choices = cur ? history.filter((d) => d.id < cur.id && d.imageTag && (d.status === 'deployed' || d.status === 'rolled_back')) : [];
+    const chosen = rbTarget.value; // kept across live updates
     clear(rbTarget,
       h('option', { value: '' }, good ? `Last good: #${good.id} (${shortSha(good.commitSha)})` : 'Last good: none'),
       choices.map((d) => h('option', { value: String(d.id) }, `#${d.id} ${d.ref} (${shortSha(d.commitSha)}) — ${d.status}`)));
+    if (choices.some((d) => String(d.id) === chosen)) rbTarget.value = chosen;
     const can = !!cur && choices.length > 0;
     rbButton.disabled = !can;
     rbTarget.disabled = !can;

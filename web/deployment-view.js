@@ -1,7 +1,7 @@
 // One deployment: live (steps, state, log, cancel; failures first) or as a
 // replay of its recorded timings with a scrubber.
 import { api, enc } from './api.js';
-import { badge, clear, confirmDialog, duration, errorText, h, setTitle, shortSha, time } from './ui.js';
+import { badge, clear, confirmDialog, duration, errorText, h, keepFocus, setTitle, shortSha, time } from './ui.js';
 import { LogView } from './logs.js';
 import { FINAL, PipelineView, deploymentAt, finishedOf, startOf, statusFromSteps } from './pipeline.js';
 
@@ -76,7 +76,7 @@ export function deploymentView(ctx, id, replay) {
         });
         logs.reset(lines.concat(extra));
         pendingSteps.forEach(applyStep);
-        render();
+        keepFocus(main, render);
         if (replay) startReplay();
         main.dataset.loaded = 'true';
       } catch (e) {
@@ -104,7 +104,7 @@ export function deploymentView(ctx, id, replay) {
       const dep = await api(`/api/deployments/${id}`);
       if (!alive || !d || loading) return;
       d = { ...d, commitSha: dep.commitSha, imageTag: dep.imageTag, startedAt: dep.startedAt };
-      render();
+      keepFocus(main, render);
     } catch {
       /* the next event or resync brings it */
     }

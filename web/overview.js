@@ -1,7 +1,7 @@
 // Apps overview: every app with role, branch, current image and commit, and
 // its last deployment's status and age. Refreshed by the event stream.
 import { api, enc } from './api.js';
-import { age, badge, clear, errorText, h, setTitle, shortSha } from './ui.js';
+import { age, badge, clear, errorText, h, keepFocus, setTitle, shortSha } from './ui.js';
 
 export function overviewView(ctx) {
   const { main, stream } = ctx;
@@ -22,7 +22,7 @@ export function overviewView(ctx) {
       const { apps } = await api('/api/apps');
       if (!alive) return;
       // The apps at once; their running image as soon as it is known.
-      clear(list, apps.map((a) => appCard(a, current.get(a.id))));
+      keepFocus(list, () => clear(list, apps.map((a) => appCard(a, current.get(a.id)))));
       status.textContent = apps.length ? '' : 'No apps: nornd found no infraspec.yaml with deploy: true in its apps directory.';
       if (!main.dataset.shown) requestAnimationFrame(() => performance.mark('norn-apps-rendered')); // tools/bench-dashboard
       main.dataset.shown = 'true';
@@ -30,7 +30,7 @@ export function overviewView(ctx) {
         api(`/api/deployments?app=${enc(a.id)}&status=deployed&limit=1`)
           .then((r) => current.set(a.id, r.deployments[0] || null)).catch(() => {})));
       if (!alive) return;
-      clear(list, apps.map((a) => appCard(a, current.get(a.id))));
+      keepFocus(list, () => clear(list, apps.map((a) => appCard(a, current.get(a.id)))));
       main.dataset.loaded = 'true';
     } catch (e) {
       if (alive) status.textContent = `Cannot load the apps: ${errorText(e)}`;

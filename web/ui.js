@@ -107,3 +107,21 @@ export function confirmDialog({ title, body, confirm, dismiss = 'Cancel', danger
     dialog.showModal();
   });
 }
+
+// Runs render(), which replaces elements inside container, and gives the
+// focus back to the element that now stands where the focused one stood
+// (same tag, link, label and text), so a keyboard user keeps their place
+// when live updates arrive.
+export function keepFocus(container, render) {
+  const a = document.activeElement;
+  const key = a && a !== container && container.contains(a)
+    ? [a.tagName, a.getAttribute('href'), a.getAttribute('aria-label'), a.textContent] : null;
+  render();
+  if (!key || container.contains(a)) return;
+  for (const e of container.querySelectorAll(key[0])) {
+    if (e.getAttribute('href') === key[1] && e.getAttribute('aria-label') === key[2] && e.textContent === key[3]) {
+      e.focus({ preventScroll: true });
+      return;
+    }
+  }
+}

@@ -388,6 +388,7 @@ test('keyboard only: sign-in to a deploy page by Tab and Enter', async () => {
   await p.keyboard.type(TOKEN);
   await p.keyboard.press('Enter');
   await p.getByRole('heading', { name: 'Apps', level: 1 }).waitFor();
+  await p.locator('main[data-loaded="true"]').waitFor();
   let found = false;
   for (let i = 0; i < 20 && !found; i++) {
     await p.keyboard.press('Tab');
