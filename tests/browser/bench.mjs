@@ -65,8 +65,9 @@ for (let i = 0; i < N; i++) {
   // When the last static file had arrived: what nornd and loopback take.
   out.lastStatic.push(await page.evaluate(() => Math.max(
     performance.getEntriesByType('navigation')[0].responseEnd,
-    ...performance.getEntriesByType('resource').filter((e) => !new URL(e.name).pathname.startsWith('/api/'))
-      .map((e) => e.responseEnd)))));
+    ...performance.getEntriesByType('resource')
+      .filter((e) => !/^\/(api\/|favicon)/.test(new URL(e.name).pathname)) // the icon comes after the page
+      .map((e) => e.responseEnd))));
   out.fmp.push(fmp);
   await page.waitForLoadState('networkidle');
   out.staticBytes.push(stat);
