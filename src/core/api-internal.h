@@ -103,3 +103,7 @@ int api_route_deployment_cancel(ApiContext *ctx);
 int api_route_deployment_logs(ApiContext *ctx);
 
 int api_route_webhook_push(ApiContext *ctx);
+
+/* api-static.c: the dashboard's files, for any path outside /api/. */
+int api_static_handle(Manager *m, const HttpRequest *req);
+const char *api_static_file_name(const char *path, const char **ret_type);

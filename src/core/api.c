@@ -14,6 +14,7 @@
  *   GET  /api/deployments/{id}               200 deployment with steps | 404
  *   POST /api/deployments/{id}/cancel        202 deployment | 404 | 409
  *   GET  /api/deployments/{id}/logs          200 {"lines": [...], "cursor", ...} | 404
+ *   GET  /, /NAME.EXT (not /api/...)         the dashboard's files   open (api-static.c)
  *
  * Path segments are percent-decoded before use; an {app} or {id} that cannot
  * name anything is a 404 like an unknown one. Everything but the open routes
@@ -128,6 +129,10 @@ static int dispatch(Manager *m, const HttpRequest *req, json_t **ret_body) {
         size_t arg_len[API_PATH_ARGS_MAX], n_args;
         bool path_known = false;
         int r;
+
+        /* The dashboard's files need no token (api-static.c). */
+        if (strncmp(req->path, "/api/", 5) != 0)
+                return api_static_handle(m, req);
 
         /* Authentication before anything about the path is revealed. */
         if (!route_is_open(req->path)) {

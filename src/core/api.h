@@ -12,7 +12,8 @@ typedef struct Manager Manager;
  *
  * JSON in and out; every error is {"error": message, "code": code}.
  * Open: GET /api/health, GET /api/version, POST /api/webhooks/push (signed
- * with the app's repo.webhookSecret instead). Everything else needs
+ * with the app's repo.webhookSecret instead), and every path outside /api/
+ * (the dashboard's files, api-static.c; not JSON). Everything else needs
  * "Authorization: Bearer <token>" when a token is configured (401 when
  * missing or wrong), and a client on this host when none is (403). The
  * routes are listed in api.c; /ws (the same token, also as a first

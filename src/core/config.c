@@ -96,6 +96,14 @@ static int env_words(const char *name, char ***ret) {
 
 /* The schema ships in the install tree; a build-tree binary falls back to the
  * source tree so tests and the demo need no install step. */
+static const char *default_dashboard_dir(void) {
+        struct stat st;
+
+        if (stat(NORN_DASHBOARD_DIR, &st) == 0 && S_ISDIR(st.st_mode))
+                return NORN_DASHBOARD_DIR;
+        return NORN_SOURCE_DASHBOARD_DIR;
+}
+
 static const char *default_sql_dir(void) {
         struct stat st;
 
@@ -352,6 +360,7 @@ int config_load(NornConfig *c, bool user_mode) {
             (r = env_dup("NORN_REGISTRY_URL", NULL, &c->registry_url)) < 0 ||
             (r = env_dup("NORN_API_TOKEN", NULL, &c->api_token)) < 0 ||
             (r = env_dup("NORN_SQL_DIR", default_sql_dir(), &c->sql_dir)) < 0 ||
+            (r = env_dup("NORN_DASHBOARD_DIR", default_dashboard_dir(), &c->dashboard_dir)) < 0 ||
             (r = env_dup("NORN_BUILDER", "docker", &c->builder)) < 0 ||
             (r = env_dup("NORN_GIT_TOKEN", NULL, &c->git_token)) < 0 ||
             (r = env_dup("NORN_GIT_SSH_KEY", NULL, &c->git_ssh_key)) < 0 ||
@@ -433,6 +442,7 @@ void config_done(NornConfig *c) {
         free_secret(c->api_token);
         free_secret(c->git_token);
         free(c->sql_dir);
+        free(c->dashboard_dir);
         free(c->builder);
         strv_free(c->builder_flags);
         strv_free(c->build_flags);

@@ -25,6 +25,7 @@ typedef struct NornConfig {
         char *api_token;         /* NORN_API_TOKEN, or read from NORN_API_TOKEN_FILE; may be NULL:
                                   * then only loopback clients may use the API */
         char *sql_dir;           /* NORN_SQL_DIR: schema files */
+        char *dashboard_dir;     /* NORN_DASHBOARD_DIR: the web dashboard's files */
 
         char *builder;           /* NORN_BUILDER: docker (default), podman or buildah */
         char **builder_flags;    /* NORN_BUILDER_FLAGS: before the subcommand */

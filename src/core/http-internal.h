@@ -88,6 +88,10 @@ typedef struct HttpConn {
         sd_event_source *hup_watch;
 
         HttpWsClient *ws;
+
+        /* http_request_respond_raw() answered from within the handler. */
+        bool raw_sent;
+        bool raw_failed;
 } HttpConn;
 
 struct HttpResponder {
@@ -156,6 +160,7 @@ int http_conn_on_body_complete(HttpConn *c);
 int http_conn_on_writeable(HttpConn *c);
 int http_conn_fill_request(HttpConn *c, HttpRequest *ret);
 int http_write_response_now(struct lws *wsi, int status, const char *body);
+int http_conn_finish(HttpConn *c);
 
 /* http-ws.c */
 int http_ws_on_confirm_upgrade(HttpConn *c, const char *protocol);

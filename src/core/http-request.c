@@ -328,7 +328,7 @@ int http_write_response_now(struct lws *wsi, int status, const char *body) {
 }
 
 /* The transaction is over: close, or wait for the next request. */
-static int http_conn_finish(HttpConn *c) {
+int http_conn_finish(HttpConn *c) {
         bool close = c->resp_close;
 
         http_conn_reset_request(c);
@@ -524,6 +524,15 @@ static int http_conn_dispatch(HttpConn *c) {
         else
                 status = 404;
         c->in_handler = false;
+
+        if (c->raw_sent) {
+                /* Headers are out and the body queued (http-raw.c). */
+                json_decref(body);
+                c->raw_sent = false;
+                if (c->raw_failed)
+                        return -1;
+                return c->resp_pending ? 0 : http_conn_finish(c);
+        }
 
         if (status == HTTP_DEFERRED && (c->responder || c->deferred_ready)) {
                 json_decref(body);

@@ -8,7 +8,8 @@
  * to lws.
  *
  * Every response is JSON: Content-Type: application/json, Content-Length (not
- * on 204/304) and Cache-Control: no-store. The WebSocket endpoint is exactly
+ * on 204/304) and Cache-Control: no-store; except one a handler sends with
+ * http_request_respond_raw() (the dashboard's files). The WebSocket endpoint is exactly
  * /ws; every other path is plain HTTP and goes to the request handler (a plain
  * GET of /ws is answered 426).
  *
@@ -116,6 +117,17 @@ typedef int (*HttpHandler)(const HttpRequest *req, json_t **ret_body, void *user
  * A gone callback, when set, is told at once (it may complete r there). */
 #define HTTP_DEFERRED 1
 #define HTTP_DEFER_TIMEOUT_SEC 120U
+
+/* A response that is not JSON, from within the HttpHandler, which then
+ * returns HTTP_SENT: status, Content-Type, extra headers (pairs of a name
+ * ending in ':' and a value, NULL-terminated; values must not hold CR or LF)
+ * and body (copied; not sent for HEAD, nor for 304). Content-Length is set
+ * and X-Content-Type-Options: nosniff added. Only once per request; 0 or
+ * negative errno (then return HTTP_SENT all the same: the connection is
+ * closed). */
+#define HTTP_SENT 2
+int http_request_respond_raw(const HttpRequest *req, int status, const char *content_type,
+                             const char *const *headers, const void *body, size_t size);
 
 typedef struct HttpResponder HttpResponder;
 typedef void (*HttpResponderGone)(HttpResponder *r, void *userdata);
