@@ -9,7 +9,8 @@ import tempfile
 import time
 import unittest
 
-from nornlib import BUILD_DIR, NORND, SOURCE_DIR, free_port, http_request, main, run, wait_until
+from nornlib import (BUILD_DIR, NORND, SOURCE_DIR, free_port, http_request, main, run, sanitizer_dropin,
+                     wait_until)
 
 USER_UNIT_DIR = os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"), "systemd", "user")
 SYSTEMCTL = ["systemctl", "--user"]
@@ -40,12 +41,15 @@ class SocketActivationTest(unittest.TestCase):
         with open(os.path.join(USER_UNIT_DIR, "nornd.service"), "w") as f:
             # The user manager runs this exact unit; WatchdogSec short so the test sees pings matter.
             f.write(service_text(NORND + " --user", env).replace("WatchdogSec=30s", "WatchdogSec=2s"))
+        self.dropin = sanitizer_dropin(USER_UNIT_DIR, "nornd.service")
         run(SYSTEMCTL + ["daemon-reload"])
 
     def tearDown(self):
         run(SYSTEMCTL + ["stop", "nornd.socket", "nornd.service"], check=False)
         for u in ("nornd.socket", "nornd.service"):
             os.unlink(os.path.join(USER_UNIT_DIR, u))
+        if self.dropin:
+            shutil.rmtree(self.dropin)
         run(SYSTEMCTL + ["daemon-reload"])
 
     def test_first_connection_activates_ready_healthy_daemon(self):
