@@ -32,7 +32,6 @@
  *   200  {"pong": true} for a signed ping
  *   202  {"deployed": [{"app", "deploymentId"}], "errors": [{"app", "error"}]}
  *        (also for other events, tags and branch deletions: nothing deployed) */
-#include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -49,6 +48,7 @@
 #include "utf8.h"
 #include "string-util.h"
 #include "webhook-apps.h"
+#include "webhook-payload.h"
 #include "webhook-replay.h"
 
 #define SIGNATURE_SIZE WEBHOOK_DIGEST_SIZE
@@ -88,24 +88,6 @@ static bool bucket_take(uint64_t now_usec, uint64_t cost) {
         return true;
 }
 
-typedef enum WebhookProvider {
-        WEBHOOK_GITHUB,
-        WEBHOOK_GITEA,
-} WebhookProvider;
-
-static int parse_signature(const char *hex, uint8_t ret[SIGNATURE_SIZE]) {
-        if (!hex || strlen(hex) != SIGNATURE_SIZE * 2)
-                return -EINVAL;
-        for (size_t i = 0; i < SIGNATURE_SIZE; i++) {
-                int hi = unhexchar(hex[2 * i]), lo = unhexchar(hex[2 * i + 1]);
-
-                if (hi < 0 || lo < 0)
-                        return -EINVAL;
-                ret[i] = (uint8_t) (hi * 16 + lo);
-        }
-        return 0;
-}
-
 static bool signature_verifies(const char *secret, const void *body, size_t size,
                                const uint8_t want[SIGNATURE_SIZE]) {
         uint8_t mac[EVP_MAX_MD_SIZE];
@@ -118,89 +100,6 @@ static bool signature_verifies(const char *secret, const void *body, size_t size
         ok = CRYPTO_memcmp(mac, want, SIGNATURE_SIZE) == 0;
         OPENSSL_cleanse(mac, sizeof(mac));
         return ok;
-}
-
-/* A repository URL reduced to host[:port]/path in lower case, without
- * scheme, user, default port, trailing "/" or ".git": https://, ssh://,
- * git://, scp-style user@host:path and file:// URLs of one repository then
- * compare equal. */
-static char *url_normalize(const char *url) {
-        _cleanup_free_ char *s = NULL;
-        const char *p, *scheme_end;
-        char *out, *slash, *at;
-        size_t n;
-
-        if (!url || !*url || strlen(url) > 4096)
-                return NULL;
-        s = strdup(url);
-        if (!s)
-                return NULL;
-        for (char *c = s; *c; c++)
-                *c = (char) tolower((unsigned char) *c);
-
-        p = s;
-        scheme_end = strstr(s, "://");
-        if (scheme_end)
-                p = scheme_end + 3;
-        else if (s[0] != '/') {
-                /* scp-style [user@]host:path */
-                char *colon = strchr(s, ':');
-                slash = strchr(s, '/');
-                if (colon && (!slash || colon < slash))
-                        *colon = '/';
-        }
-
-        out = strdup(p);
-        if (!out)
-                return NULL;
-
-        /* user[:password]@ before the first '/' */
-        slash = strchr(out, '/');
-        at = strchr(out, '@');
-        if (at && (!slash || at < slash))
-                memmove(out, at + 1, strlen(at + 1) + 1);
-
-        /* default ports */
-        slash = strchr(out, '/');
-        n = slash ? (size_t) (slash - out) : strlen(out);
-        for (const char *const *port = (const char *const[]) { ":443", ":80", ":22", NULL }; *port; port++) {
-                size_t pl = strlen(*port);
-                if (n > pl && memcmp(out + n - pl, *port, pl) == 0) {
-                        memmove(out + n - pl, out + n, strlen(out + n) + 1);
-                        break;
-                }
-        }
-
-        n = strlen(out);
-        while (n > 0 && out[n - 1] == '/')
-                out[--n] = 0;
-        if (n > 4 && streq(out + n - 4, ".git"))
-                out[n -= 4] = 0;
-        while (n > 0 && out[n - 1] == '/')
-                out[--n] = 0;
-        return out;
-}
-
-static bool url_matches(const char *spec_url, json_t *repository) {
-        _cleanup_free_ char *want = url_normalize(spec_url);
-        static const char *const keys[] = { "clone_url", "ssh_url", "html_url", "git_url", "url" };
-
-        if (!want || !*want)
-                return false;
-        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
-                const char *v = json_string_value(json_object_get(repository, keys[i]));
-                _cleanup_free_ char *got = v ? url_normalize(v) : NULL;
-
-                if (got && streq(got, want))
-                        return true;
-        }
-        return false;
-}
-
-static bool sha_is_valid(const char *s) {
-        size_t n = s ? strlen(s) : 0;
-
-        return (n == 40 || n == 64) && strspn(s, "0123456789abcdef") == n && strspn(s, "0") != n;
 }
 
 typedef struct WebhookCall {
@@ -256,14 +155,12 @@ int api_route_webhook_push(ApiContext *ctx) {
                 *gitea_delivery = NULL, *github_delivery = NULL;
         const AppList *apps = NULL;
         _cleanup_free_ bool *verified = NULL;
-        _cleanup_(json_decrefp) json_t *payload = NULL;
+        _cleanup_(webhook_push_done) WebhookPush push = {};
         const HttpRequest *req = ctx->req;
         Manager *m = ctx->manager;
+        WebhookDelivery wd = {};
         WebhookProvider provider;
-        uint8_t sig[SIGNATURE_SIZE];
-        const char *sig_hex, *event, *delivery, *ref, *after, *requested_by;
-        json_t *repository;
-        json_error_t err;
+        const char *event, *delivery, *requested_by, *reason = NULL, *code = NULL;
         size_t n_verified = 0, n_secrets = 0;
         uint64_t now_usec = 0, cost;
         WebhookCall *c;
@@ -277,30 +174,21 @@ int api_route_webhook_push(ApiContext *ctx) {
             (r = header(req, "x-github-delivery", &github_delivery)) < 0)
                 return r;
 
-        if (gitea_sig) {
-                provider = WEBHOOK_GITEA;
-                sig_hex = gitea_sig;
-                event = gitea_event ?: github_event;
-                delivery = gitea_delivery ?: github_delivery;
-        } else if (github_sig) {
-                provider = WEBHOOK_GITHUB;
-                if (strncmp(github_sig, "sha256=", 7) != 0)
-                        return api_fail(ctx->ret_body, 401, "unauthorized",
-                                        "X-Hub-Signature-256 must be sha256=<hex HMAC-SHA256 of the body>");
-                sig_hex = github_sig + 7;
-                event = github_event;
-                delivery = github_delivery;
-        } else
-                return api_fail(ctx->ret_body, 401, "unauthorized",
-                                "unsigned webhook: X-Hub-Signature-256 (GitHub) or X-Gitea-Signature (Gitea) "
-                                "is required");
-        if (parse_signature(sig_hex, sig) < 0)
-                return api_fail(ctx->ret_body, 401, "unauthorized", "malformed webhook signature");
-        if (!webhook_delivery_id_is_valid(delivery))
+        r = webhook_delivery_parse(&(const WebhookHeaders) {
+                                           .gitea_signature = gitea_sig, .github_signature = github_sig,
+                                           .gitea_event = gitea_event, .github_event = github_event,
+                                           .gitea_delivery = gitea_delivery, .github_delivery = github_delivery,
+                                   }, &wd, &reason);
+        if (r == -EACCES)
+                return api_fail(ctx->ret_body, 401, "unauthorized", "%s", reason);
+        if (r < 0)
                 return api_fail(ctx->ret_body, 400, "invalid_argument",
                                 "%s is required: 1 to %u printable characters without spaces",
-                                provider == WEBHOOK_GITEA ? "X-Gitea-Delivery" : "X-GitHub-Delivery",
+                                wd.provider == WEBHOOK_GITEA ? "X-Gitea-Delivery" : "X-GitHub-Delivery",
                                 WEBHOOK_DELIVERY_ID_MAX);
+        provider = wd.provider;
+        event = wd.event;
+        delivery = wd.delivery;
 
         if (webhooks_in_flight >= WEBHOOK_IN_FLIGHT_MAX)
                 return api_fail(ctx->ret_body, 429, "too_many_requests",
@@ -335,7 +223,7 @@ int api_route_webhook_push(ApiContext *ctx) {
                 const Infraspec *s = apps->entries[i].spec;
 
                 if (s && s->repo.webhook_secret &&
-                    signature_verifies(s->repo.webhook_secret, req->body ?: "", req->body_size, sig)) {
+                    signature_verifies(s->repo.webhook_secret, req->body ?: "", req->body_size, wd.signature)) {
                         verified[i] = true;
                         n_verified++;
                 }
@@ -348,7 +236,7 @@ int api_route_webhook_push(ApiContext *ctx) {
 
         /* Only now, verified, is the delivery remembered: a forged request
          * cannot burn the id of a real one. */
-        r = webhook_replay_check_and_remember(delivery, sig, now_usec);
+        r = webhook_replay_check_and_remember(delivery, wd.signature, now_usec);
         if (r == -EEXIST) {
                 log_info("Refused %s webhook delivery %s: a replay of a delivery already handled.",
                          provider == WEBHOOK_GITEA ? "Gitea" : "GitHub", delivery);
@@ -368,26 +256,14 @@ int api_route_webhook_push(ApiContext *ctx) {
                 return 202;
         }
 
-        if (!req->content_type || strncasecmp(req->content_type, "application/json", 16) != 0)
-                return api_fail(ctx->ret_body, 415, "unsupported_media_type",
-                                "the webhook must send application/json");
-        if (!req->body || !utf8_is_valid_n(req->body, req->body_size))
-                return api_fail(ctx->ret_body, 400, "invalid_json", "the payload is not valid UTF-8 JSON");
-        payload = json_loadb(req->body, req->body_size, 0, &err);
-        if (!json_is_object(payload))
-                return api_fail(ctx->ret_body, 400, "invalid_json", "the payload is not a JSON object");
-        ref = json_string_value(json_object_get(payload, "ref"));
-        after = json_string_value(json_object_get(payload, "after"));
-        repository = json_object_get(payload, "repository");
-        if (!ref || !after || !json_is_object(repository))
-                return api_fail(ctx->ret_body, 400, "invalid_argument",
-                                "a push payload needs ref, after (strings) and repository (an object)");
-        if (strncmp(ref, "refs/heads/", 11) != 0 || !sha_is_valid(after) ||
-            json_is_true(json_object_get(payload, "deleted"))) {
+        r = webhook_push_parse(req->content_type, req->body, req->body_size, &push, &code, &reason);
+        if (r == 1) {
                 *ctx->ret_body = json_pack("{s:[], s:[], s:s}", "deployed", "errors", "ignored",
                                            "not a push of a branch commit");
                 return 202;
         }
+        if (r != 0)
+                return api_fail(ctx->ret_body, r, code, "%s", reason);
 
         c = calloc(1, sizeof(*c));
         if (!c)
@@ -415,12 +291,14 @@ int api_route_webhook_push(ApiContext *ctx) {
 
                 if (!verified[i] || !e->deployable || !s->repo.auto_deploy || !s->repo.url)
                         continue;
-                if (!streq(ref + 11, s->repo.branch ?: "main") || !url_matches(s->repo.url, repository))
+                if (!streq(push.branch, s->repo.branch ?: "main") ||
+                    !webhook_url_matches(s->repo.url, push.repository))
                         continue;
 
-                log_info("Push of %s to %s (%s): deploying %s.", after, ref, requested_by, e->id);
+                log_info("Push of %s to refs/heads/%s (%s): deploying %s.", push.after, push.branch, requested_by,
+                         e->id);
                 c->pending++;
-                r = scheduler_submit(m, e->id, after, requested_by, on_webhook_queued, c, &why);
+                r = scheduler_submit(m, e->id, push.after, requested_by, on_webhook_queued, c, &why);
                 if (r < 0) {
                         c->pending--;
                         add_error(c, e->id, why ?: strerror(-r));

@@ -4,6 +4,7 @@
 /* Private to api-ws.c (connection, authentication, client messages) and
  * api-ws-stream.c (subscriptions, replay, slow clients). */
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
@@ -36,6 +37,33 @@ struct WsSubscriber {
          * reported by a {"type":"skipped"} marker. */
         uint64_t skipped, skipped_first, skipped_last;
 };
+
+/* api-ws-message.c: one client message, checked (no connection state). */
+typedef enum WsMessageType {
+        WS_MESSAGE_NOT_JSON,
+        WS_MESSAGE_NOT_TYPED,   /* not an object with a string "type" */
+        WS_MESSAGE_UNKNOWN,     /* a type we do not know */
+        WS_MESSAGE_AUTH,
+        WS_MESSAGE_SUBSCRIBE,
+        WS_MESSAGE_RESUME,
+} WsMessageType;
+
+typedef struct WsMessage {
+        WsMessageType type;
+        /* For AUTH, SUBSCRIBE, RESUME: what is wrong with its fields (a
+         * sentence for the client), NULL when they are fine. */
+        const char *error;
+        json_t *json;           /* owns the strings below */
+        const char *token;      /* AUTH */
+        size_t token_size;
+        const char *app;        /* SUBSCRIBE: a valid app id, or NULL */
+        int64_t deployment_id;  /* SUBSCRIBE: >= 1, or 0 */
+        bool has_since;         /* SUBSCRIBE (optional), RESUME (always) */
+        uint64_t since;
+} WsMessage;
+
+void ws_message_parse(const char *text, size_t size, WsMessage *ret);
+void ws_message_done(WsMessage *m);
 
 /* api-ws-stream.c */
 bool ws_filter_matches(const WsFilter *f, const Event *e);

@@ -162,40 +162,12 @@ int api_ws_connected(HttpWsClient *c, const HttpRequest *upgrade_req, void *user
         return 0;
 }
 
-/* Every key of o is in allowed. */
-static bool keys_allowed(json_t *o, const char *const *allowed) {
-        const char *key;
-        json_t *v;
-
-        json_object_foreach(o, key, v) {
-                bool found = false;
-
-                for (const char *const *a = allowed; *a; a++)
-                        if (streq(*a, key))
-                                found = true;
-                if (!found)
-                        return false;
-        }
-        return true;
-}
-
-/* A JSON integer in [min, INT64_MAX]; not a real, not a bool. */
-static int json_get_uint(json_t *v, int64_t min, uint64_t *ret) {
-        if (!json_is_integer(v) || json_integer_value(v) < min)
-                return -EINVAL;
-        *ret = (uint64_t) json_integer_value(v);
-        return 0;
-}
-
-static void on_auth_message(WsSubscriber *s, json_t *msg) {
-        static const char *const allowed[] = { "type", "token", NULL };
-        json_t *token = json_object_get(msg, "token");
-
-        if (!keys_allowed(msg, allowed) || !json_is_string(token)) {
-                ws_drop(s, "expected {\"type\":\"auth\",\"token\":\"...\"}");
+static void on_auth_message(WsSubscriber *s, const WsMessage *msg) {
+        if (msg->error) {
+                ws_drop(s, msg->error);
                 return;
         }
-        if (!api_token_matches(s->manager, json_string_value(token), json_string_length(token))) {
+        if (!api_token_matches(s->manager, msg->token, msg->token_size)) {
                 log_debug("WebSocket client refused: wrong token.");
                 ws_drop(s, "invalid token");
                 return;
@@ -204,78 +176,58 @@ static void on_auth_message(WsSubscriber *s, json_t *msg) {
         ws_activate(s);
 }
 
-static void on_subscribe_message(WsSubscriber *s, json_t *msg, bool resume) {
-        static const char *const subscribe_keys[] = { "type", "appId", "deploymentId", "since", NULL };
-        static const char *const resume_keys[] = { "type", "since", NULL };
-        json_t *app = json_object_get(msg, "appId"), *id = json_object_get(msg, "deploymentId"),
-               *since_j = json_object_get(msg, "since");
-        WsFilter f = {};
-        uint64_t since = 0, v;
+static void on_subscribe_message(WsSubscriber *s, const WsMessage *msg) {
+        WsFilter f = { .deployment_id = msg->deployment_id };
 
-        if (!keys_allowed(msg, resume ? resume_keys : subscribe_keys))
-                return (void) ws_send_error(s, "bad_message", resume ? "resume takes \"since\" only"
-                                                                     : "subscribe takes appId, deploymentId and since");
-        if (resume && !since_j)
-                return (void) ws_send_error(s, "bad_message", "resume needs \"since\"");
-        if (since_j && (json_get_uint(since_j, 0, &since) < 0 || since > WS_SINCE_MAX))
-                return (void) ws_send_error(s, "bad_message", "\"since\" must be an integer >= 0");
-        if (app && id)
-                return (void) ws_send_error(s, "bad_message", "subscribe to an appId or a deploymentId, not both");
-        if (app && (!json_is_string(app) || !app_id_is_valid(json_string_value(app))))
-                return (void) ws_send_error(s, "bad_message", "\"appId\" must be an app id");
-        if (id) {
-                if (json_get_uint(id, 1, &v) < 0)
-                        return (void) ws_send_error(s, "bad_message", "\"deploymentId\" must be an integer >= 1");
-                f.deployment_id = (int64_t) v;
-        }
+        if (msg->error)
+                return (void) ws_send_error(s, "bad_message", msg->error);
 
-        if (resume) {
+        if (msg->type == WS_MESSAGE_RESUME) {
                 f.app = s->filter.app ? strdup(s->filter.app) : NULL;
                 f.deployment_id = s->filter.deployment_id;
                 if (s->filter.app && !f.app)
                         return (void) log_oom();
-        } else if (app) {
-                f.app = strdup(json_string_value(app));
+        } else if (msg->app) {
+                f.app = strdup(msg->app);
                 if (!f.app)
                         return (void) log_oom();
         }
 
-        ws_subscribe(s, &f, since_j, since);
+        ws_subscribe(s, &f, msg->has_since, msg->since);
         ws_filter_done(&f);
 }
 
 void api_ws_message(HttpWsClient *c, const char *text, size_t size, void *userdata) {
         WsSubscriber *s = http_ws_client_get_userdata(c);
-        _cleanup_(json_decrefp) json_t *msg = NULL;
-        const char *type;
+        _cleanup_(ws_message_done) WsMessage msg = {};
 
         if (!s || http_ws_client_is_closing(c))
                 return;
 
-        msg = json_loadb(text, size, JSON_REJECT_DUPLICATES, NULL);
-        type = json_string_value(json_object_get(msg, "type"));
+        ws_message_parse(text, size, &msg);
 
         if (!s->authenticated) {
                 /* Nothing but authentication before authentication. */
-                if (!json_is_object(msg) || !type || !streq(type, "auth"))
+                if (msg.type != WS_MESSAGE_AUTH)
                         ws_drop(s, "authenticate first: {\"type\":\"auth\",\"token\":\"...\"}");
                 else
-                        on_auth_message(s, msg);
+                        on_auth_message(s, &msg);
                 return;
         }
 
-        if (!msg)
+        switch (msg.type) {
+        case WS_MESSAGE_NOT_JSON:
                 return (void) ws_send_error(s, "bad_message", "not valid JSON");
-        if (!json_is_object(msg) || !type)
+        case WS_MESSAGE_NOT_TYPED:
                 return (void) ws_send_error(s, "bad_message", "expected a JSON object with a string \"type\"");
-        if (streq(type, "subscribe"))
-                on_subscribe_message(s, msg, false);
-        else if (streq(type, "resume"))
-                on_subscribe_message(s, msg, true);
-        else if (streq(type, "auth"))
-                (void) ws_send_error(s, "already_authenticated", "this connection is already authenticated");
-        else
-                (void) ws_send_error(s, "unknown_type", "unknown message type (subscribe, resume)");
+        case WS_MESSAGE_SUBSCRIBE:
+        case WS_MESSAGE_RESUME:
+                return on_subscribe_message(s, &msg);
+        case WS_MESSAGE_AUTH:
+                return (void) ws_send_error(s, "already_authenticated", "this connection is already authenticated");
+        case WS_MESSAGE_UNKNOWN:
+                return (void) ws_send_error(s, "unknown_type", "unknown message type (subscribe, resume)");
+        }
 }
 
 void api_ws_closed(HttpWsClient *c, void *userdata) {

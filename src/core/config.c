@@ -335,7 +335,7 @@ static int load_step_hide(NornConfig *c) {
         return r < 0 ? log_oom() : 0;
 }
 
-int config_load(NornConfig *c, bool user_mode) {
+static int config_load_all(NornConfig *c, bool user_mode) {
         const char *port, *builder, *insecure;
         uint64_t n;
         int r;
@@ -421,6 +421,16 @@ int config_load(NornConfig *c, bool user_mode) {
 oom:
         config_done(c);
         return log_oom();
+}
+
+int config_load(NornConfig *c, bool user_mode) {
+        int r = config_load_all(c, user_mode);
+
+        /* A setting refused after others were read (the API token among
+         * them): free and wipe what was read. */
+        if (r < 0)
+                config_done(c);
+        return r;
 }
 
 static void free_secret(char *s) {

@@ -58,9 +58,14 @@ bool git_ref_is_valid(const char *ref) {
         return true;
 }
 
-/* [user@]host[:port] up to the first '/', as in "https://user@host:443/x". */
+/* [user@]host[:port] up to the first '/', as in "https://user@host:443/x".
+ * git hands "user@host" to ssh as one argument: neither it nor the host may
+ * start with '-'. */
 static bool url_authority_is_valid(const char *s) {
         const char *end = strchrnul(s, '/'), *host = s;
+
+        if (*s == '-')
+                return false;
 
         for (const char *p = s; p < end; p++)
                 if (*p == '@')

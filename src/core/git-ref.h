@@ -19,6 +19,6 @@ bool git_ref_is_valid(const char *ref);
 
 /* https://, http://, ssh://host/..., file:///abs, user@host:path (scp
  * style) or an absolute local path. No whitespace or control characters,
- * no leading '-' and no host starting with '-' (ssh option injection).
+ * no leading '-' and no user or host starting with '-' (ssh option injection).
  * At most GIT_URL_MAX bytes. */
 bool git_url_is_valid(const char *url);

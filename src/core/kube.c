@@ -268,16 +268,13 @@ static void request_finish(KubeRequest *r, int error, long http_status, const ch
         request_free(r);
 }
 
-/* A Status object's message, fit for an error sentence: bounded, one line,
- * the token (should a server ever echo it) redacted. */
-static char *status_message(KubeRequest *r, long http_status) {
-        const char *token = r->client->config->token;
+char *kube_status_message(const char *response, size_t size, const char *token, long http_status) {
         _cleanup_free_ char *s = NULL;
         json_t *root, *m;
         size_t n;
         char *p;
 
-        root = json_loadb(r->response ?: "", r->response_size, 0, NULL);
+        root = json_loadb(response ?: "", size, 0, NULL);
         m = json_object_get(root, "message");
         if (!json_is_string(m) || !*json_string_value(m))
                 m = json_object_get(root, "reason");
@@ -306,7 +303,7 @@ static void request_http_error(KubeRequest *r, long status) {
         const char *verb = op_verb(r->op), *ns = r->namespace, *name = r->name;
         int error;
 
-        text = status_message(r, status);
+        text = kube_status_message(r->response, r->response_size, r->client->config->token, status);
         if (!text) {
                 request_finish(r, -ENOMEM, status, NULL, NULL);
                 return;

@@ -104,6 +104,11 @@ int kube_get_deployment(KubeClient *c, const char *namespace, const char *deploy
 /* Cancel: the callback is not called. Returns NULL. */
 KubeRequest *kube_request_cancel(KubeRequest *r);
 
+/* The message of an error response (a Status object) fit for an error
+ * sentence: bounded, one line, token (should a server echo it) redacted;
+ * "HTTP <status>" when there is none. NULL on OOM. Exposed for the fuzzer. */
+char *kube_status_message(const char *response, size_t size, const char *token, long http_status);
+
 /* Parse a Deployment object (exposed for tests). */
 int kube_deployment_from_json(const char *json, size_t size, KubeDeployment **ret);
 KubeDeployment *kube_deployment_free(KubeDeployment *d);

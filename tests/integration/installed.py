@@ -70,11 +70,28 @@ def link_units(unit_dir, service_settings="", socket_listen=None):
             f"ExecStart=\nExecStart={exec_start} --user\n"
             "# not the host's configuration, whatever it holds\n"
             "EnvironmentFile=\n"
-            + environment_line("NORN_DATABASE_URL", os.environ["NORN_DATABASE_URL"]) + service_settings)
+            + environment_line("NORN_DATABASE_URL", os.environ["NORN_DATABASE_URL"]) + service_settings
+            + sanitizer_settings())
     if socket_listen:
         _dropin("nornd.socket", f"[Socket]\nListenStream=\nListenStream={socket_listen}\n")
     _run(["systemctl", "--user", "daemon-reload"])
     return exec_start.split()[0]
+
+
+def sanitizer_settings():
+    """In the sanitizer run (tools/run-tests sets NORN_SANITIZER_DIR), a nornd
+    started by the user manager reports where one started by a test does: the
+    sanitizer settings, leave to write there (ProtectSystem=strict would not)
+    and ptrace(), which LeakSanitizer calls at exit and SystemCallFilter= does
+    not allow. For this run only; the installed unit stays as it is."""
+    san_dir = os.environ.get("NORN_SANITIZER_DIR")
+    if not san_dir:
+        return ""
+    lines = f"ReadWritePaths={san_dir}\nSystemCallFilter=ptrace\n"
+    for v in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        if os.environ.get(v):
+            lines += environment_line(v, os.environ[v])
+    return lines
 
 
 def environment_line(name, value):

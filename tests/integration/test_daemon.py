@@ -69,7 +69,12 @@ class BusTest(unittest.TestCase):
         self.assertRegex(out, r'^s "\d+\.\d+\.\d+"\n$')
 
     def test_health_method(self):
-        out = run(BUS + ["call"] + OBJ + ["Health"]).stdout
+        def health():
+            return run(BUS + ["call"] + OBJ + ["Health"]).stdout
+        # nornd connects to the database after it answers: wait for that.
+        wait_until(lambda: health().startswith('sa(sbs) "degraded" 3 "database" true'), timeout=30,
+                   what="Health to report the database up")
+        out = health()
         self.assertTrue(out.startswith('sa(sbs) "degraded" 3 "database" true'), out)
         self.assertIn('"systemd" true', out)
         self.assertIn('"kubernetes" false', out)

@@ -30,9 +30,9 @@ class HttpApiTest(unittest.TestCase):
         self.assertIn("components", body)
 
     def test_health_reports_components(self):
-        # nornd answers HTTP before its first database connection is made.
-        wait_until(lambda: self.nornd.health()[1]["components"]["database"]["status"] == "up",
-                   what="database up")
+        # nornd connects to the database after it answers: wait for that.
+        wait_until(lambda: self.nornd.health()[1]["components"]["database"]["status"] == "up", timeout=30,
+                   what="/api/health to report the database up")
         status, body = self.nornd.health()
         self.assertEqual(body["components"]["database"]["status"], "up", body)
         self.assertEqual(body["components"]["systemd"]["status"], "up", body)

@@ -11,6 +11,19 @@
 
 #include "macro.h"
 
+/* Time bounds in checks are stretched in the sanitizer build, where
+ * AddressSanitizer makes the code several times slower. */
+#if defined(__SANITIZE_ADDRESS__)
+#  define TEST_SLOWDOWN 5
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define TEST_SLOWDOWN 5
+#  endif
+#endif
+#ifndef TEST_SLOWDOWN
+#  define TEST_SLOWDOWN 1
+#endif
+
 static unsigned n_checks, n_failed;
 
 static inline bool check(bool ok, const char *format, ...) _printf_(2, 3);

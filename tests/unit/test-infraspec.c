@@ -721,6 +721,8 @@ static void test_git_urls(void) {
         };
         static const char *const bad[] = {
                 "", "-oProxyCommand=x", "ssh://-oProxyCommand=touch/x", "ssh://user@-oProxy/x",
+                /* found by fuzz-git-ref: the user part is the start of ssh's argument too */
+                "ssh://-oProxyCommand=x@host/r", "ssh://-x@y@host/r", "https://-u@host/r",
                 "ext::sh -c touch% /tmp/x", "ext::sh", "fd::17", "https://host/a b", "git://host/r",
                 "file://relative", "relative/path", "host:path", "git@-host:x", "git@host:", "git@host:-x",
                 "https://", "https:///path", "a\nb", "https://host/\x01", "ftp://host/r",
