@@ -15,7 +15,12 @@ How a step is held (nothing is timed by luck):
   cleanup  an `rm` wrapper
 While held, the step's process has a child in its process group and a
 grandchild in a session of its own (setsid), their pids in CTL/pids-<step>.
+The app commands (test, migrate) run as norn-step in their own mount and PID
+namespaces, where only the work dir is writable: they leave their pids in
+<work dir>/.norn-hold/ instead, as pids of their namespace, which
+held_pids() turns into the host's.
 """
+import glob
 import json
 import os
 import re
@@ -36,15 +41,21 @@ HOLD = r"""#!/bin/sh
 # grandchild in its own session) until hold-at changes; else return at once.
 ctl=@CTL@
 [ "$(cat "$ctl/hold-at" 2>/dev/null)" = "$1" ] || exit 0
-setsid sh -c 'echo $$ >"$1"; exec sleep 100000' sh "$ctl/gc-$1" </dev/null >/dev/null 2>&1 &
+# A sandboxed app command can write only to its work dir (its cwd).
+out=$ctl
+[ -w "$out" ] || out=$PWD/.norn-hold
+mkdir -p "$out" || { echo "norn-hold: cannot write $out" >&2; exit 97; }
+setsid sh -c 'echo $$ >"$1"; exec sleep 100000' sh "$out/gc-$1" </dev/null >/dev/null 2>&1 &
 sleep 100000 </dev/null >/dev/null 2>&1 &
 child=$!
 wait_gc=0
-while [ ! -s "$ctl/gc-$1" ] && [ $wait_gc -lt 600 ]; do sleep 0.05; wait_gc=$((wait_gc + 1)); done
-echo "$$ $child $(cat "$ctl/gc-$1")" >"$ctl/pids-$1.tmp" && mv "$ctl/pids-$1.tmp" "$ctl/pids-$1"
+while [ ! -s "$out/gc-$1" ] && [ $wait_gc -lt 600 ]; do sleep 0.05; wait_gc=$((wait_gc + 1)); done
+# The PID namespace first: the pids are its own.
+echo "$(readlink /proc/self/ns/pid) $$ $child $(cat "$out/gc-$1")" >"$out/pids-$1.tmp" &&
+    mv "$out/pids-$1.tmp" "$out/pids-$1" || { echo "norn-hold: cannot write $out/pids-$1" >&2; exit 97; }
 echo "norn-hold: $1 held"
 while [ "$(cat "$ctl/hold-at" 2>/dev/null)" = "$1" ]; do sleep 0.1; done
-kill "$child" "$(cat "$ctl/gc-$1")" 2>/dev/null
+kill "$child" "$(cat "$out/gc-$1")" 2>/dev/null
 echo "norn-hold: $1 released"
 exit 0
 """
@@ -64,6 +75,26 @@ fi
 @CTL@/hold snapshot
 exec @REAL@ "$@"
 """
+
+
+def host_pid(ns, pid):
+    """The host's pid of the process that is pid in PID namespace ns (as
+    readlink /proc/PID/ns/pid gives it)."""
+    if os.readlink("/proc/self/ns/pid") == ns:
+        return pid
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{d}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{d}/status") as f:
+                nspid = next(l for l in f if l.startswith("NSpid:")).split()
+        except (OSError, StopIteration):
+            continue
+        if int(nspid[-1]) == pid:
+            return int(d)
+    raise AssertionError(f"no process is pid {pid} in {ns}")
 
 
 def alive(pid):
@@ -184,18 +215,50 @@ class CrashEnv(PipelineEnv):
                                         body, "application/strategic-merge-patch+json")
         assert status == 200, (status, obj)
 
-    def held_pids(self, step, timeout=120):
-        """Waits until step is held; its (process, child, grandchild) pids, () for deploy."""
+    def pids_file(self, step, deploy_id=None):
+        """CTL/pids-<step>, or a sandboxed app command's <work dir>/.norn-hold/pids-<step>."""
+        path = os.path.join(self.ctl, "pids-" + step)
+        if os.path.exists(path):
+            return path
+        workdir = f"hello-{deploy_id}" if deploy_id is not None else "*"
+        found = glob.glob(os.path.join(self.state, "work", workdir, ".norn-hold", "pids-" + step))
+        return found[0] if found else None
+
+    def not_holding(self, step, deploy_id):
+        """Why deploy_id will never be held in step (None while it still may be)."""
+        if deploy_id is None:
+            return None
+        row = self.row(deploy_id)
+        st = self.step_status(deploy_id, step)
+        # Cleanup runs after the row is final (deployed or failed): only its own end counts there.
+        final = row["status"] in ("deployed", "failed", "rolled_back") and step != "cleanup"
+        if final or st in ("succeeded", "failed", "skipped"):
+            return (f"deployment {deploy_id} never held in {step}: it is {row['status']} "
+                    f"({row['error']}), step {step} {st or 'not recorded'}\n" +
+                    json.dumps({s: v["status"] for s, v in self.steps(deploy_id).items()}) +
+                    "\n" + self.nornd.log()[-3000:])
+        return None
+
+    def held_pids(self, step, deploy_id=None, timeout=120):
+        """Waits until step is held; its (process, child, grandchild) pids as the
+        host sees them, () for deploy. Fails at once, saying why, when the
+        deployment ended or went past step instead."""
         if step == "deploy":
             return ()
-        path = os.path.join(self.ctl, "pids-" + step)
-        wait_until(lambda: os.path.exists(path), timeout=timeout, what=f"step {step} to be held")
+
+        def held():
+            why = self.not_holding(step, deploy_id)
+            if why:
+                raise AssertionError(why)
+            return self.pids_file(step, deploy_id)
+        path = wait_until(held, timeout=timeout, what=f"step {step} to be held")
         with open(path) as f:
-            return tuple(int(x) for x in f.read().split())
+            ns, *pids = f.read().split()
+        return tuple(host_pid(ns, int(p)) for p in pids)
 
     def wait_held(self, step, deploy_id, timeout=120):
         """Held and recorded: the step's row is running (for deploy: the image PATCH is done)."""
-        pids = self.held_pids(step, timeout)
+        pids = self.held_pids(step, deploy_id, timeout)
         wait_until(lambda: self.step_status(deploy_id, step) == "running", timeout=timeout,
                    what=f"step {step} recorded running")
         if step == "deploy":

@@ -48,46 +48,64 @@ class CrashTest(unittest.TestCase):
         self.assertEqual(unit_setting("Restart"), ["on-failure"])
         self.assertEqual(unit_setting("TimeoutStopSec"), [f"{TIMEOUT_STOP_SEC}s"])
 
+    def start_over(self, client):
+        """After a failed case: nothing of it may hold up the next one."""
+        if client.poll() is None:
+            client.kill()
+        client.communicate(timeout=60)
+        self.env.release()
+        self.env.kube_release()
+        if self.env.nornd.proc.poll() is None:
+            self.env.kill_nornd(signal.SIGTERM)
+        self.env.restart_nornd()
+
     def test_2_sigterm_in_each_step(self):
         for step in ("clone", "build", "test", "snapshot", "migrate", "deploy", "cleanup"):
             with self.subTest(step=step):
                 self.setUp()
                 self.env.hold(step)
                 client, deploy_id = self.env.start_deploy()
-                pids = self.env.wait_held(step, deploy_id)
-                self.assertTrue(all(alive(p) for p in pids), pids)
-                self.assertTrue(scopes() or step == "deploy")
-
-                t0 = time.monotonic()
-                rc = self.env.kill_nornd(signal.SIGTERM)
-                took = time.monotonic() - t0
-                log = self.env.nornd.log()
-                self.assertEqual(rc, 0, log[-3000:])
-                self.assertLess(took, TIMEOUT_STOP_SEC, log[-3000:])
-                # Right when nornd is gone: nothing of the step, no scope, the row final.
-                self.assertEqual([p for p in pids if alive(p)], [], log[-3000:])
-                self.assertEqual(scopes(), [], log[-3000:])
-                row = self.env.row(deploy_id)
-                self.assertEqual(self.env.steps(deploy_id)[step]["status"], "failed")
-                self.assertEqual(self.env.partial_snapshots(), [])
-                self.assertNotIn("Transport endpoint is not connected", log)
-                rc, out = self.env.finish_client(client)
-                if step == "cleanup":
-                    # Deployed already: the stop cuts cleanup short, the next start removes the dir.
-                    self.assertEqual((row["status"], row["error"]), ("deployed", None))
-                    self.assertIn("deployed", out)
-                else:
-                    self.assertEqual((row["status"], row["error"]), ("failed", STOP_REASON))
-                    self.assertEqual(self.env.workdirs(), [])
-                    self.assertIn(STOP_REASON, out)
-                ok, why = self.env.history_agrees(deploy_id, out)
-                self.assertTrue(ok, why + "\n" + out)
-
-                self.env.release()
-                self.env.kube_release()
-                self.env.restart_nornd()
-                self.assertEqual(self.env.workdirs(), [])
+                try:
+                    self.sigterm_in(step, client, deploy_id)
+                except BaseException:
+                    self.start_over(client)
+                    raise
         self.deploy_ok()
+
+    def sigterm_in(self, step, client, deploy_id):
+        pids = self.env.wait_held(step, deploy_id)
+        self.assertTrue(all(alive(p) for p in pids), pids)
+        self.assertTrue(scopes() or step == "deploy")
+
+        t0 = time.monotonic()
+        rc = self.env.kill_nornd(signal.SIGTERM)
+        took = time.monotonic() - t0
+        log = self.env.nornd.log()
+        self.assertEqual(rc, 0, log[-3000:])
+        self.assertLess(took, TIMEOUT_STOP_SEC, log[-3000:])
+        # Right when nornd is gone: nothing of the step, no scope, the row final.
+        self.assertEqual([p for p in pids if alive(p)], [], log[-3000:])
+        self.assertEqual(scopes(), [], log[-3000:])
+        row = self.env.row(deploy_id)
+        self.assertEqual(self.env.steps(deploy_id)[step]["status"], "failed")
+        self.assertEqual(self.env.partial_snapshots(), [])
+        self.assertNotIn("Transport endpoint is not connected", log)
+        rc, out = self.env.finish_client(client)
+        if step == "cleanup":
+            # Deployed already: the stop cuts cleanup short, the next start removes the dir.
+            self.assertEqual((row["status"], row["error"]), ("deployed", None))
+            self.assertIn("deployed", out)
+        else:
+            self.assertEqual((row["status"], row["error"]), ("failed", STOP_REASON))
+            self.assertEqual(self.env.workdirs(), [])
+            self.assertIn(STOP_REASON, out)
+        ok, why = self.env.history_agrees(deploy_id, out)
+        self.assertTrue(ok, why + "\n" + out)
+
+        self.env.release()
+        self.env.kube_release()
+        self.env.restart_nornd()
+        self.assertEqual(self.env.workdirs(), [])
 
     def test_3_kill9_during_pg_dump(self):
         self.deploy_ok()   # the app's table exists
@@ -174,7 +192,7 @@ class CrashTest(unittest.TestCase):
                                       stderr=subprocess.STDOUT, text=True,
                                       env=dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address))
             deploy_id = int(client.stdout.readline().split()[1])
-            pids = self.env.held_pids("test")
+            pids = self.env.held_pids("test", deploy_id)
             wait_until(lambda: self.env.step_status(deploy_id, "test") == "running", what="test running")
             bus.kill()
             bus.wait(10)
@@ -188,7 +206,8 @@ class CrashTest(unittest.TestCase):
             self.assertFalse(alive(pids[0]) or alive(pids[1]), pids)
             self.assertEqual(self.env.workdirs(), [])
             client.communicate(timeout=60)
-            os.kill(pids[2], signal.SIGKILL)   # no scope held it (no manager on this bus)
+            if alive(pids[2]):
+                os.kill(pids[2], signal.SIGKILL)   # no scope held it (no manager on this bus)
         finally:
             if bus.poll() is None:
                 bus.kill()
