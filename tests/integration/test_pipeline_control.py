@@ -65,6 +65,12 @@ class ControlTest(unittest.TestCase):
                 children.append(int(line.split("child=")[1]))
             if "ready" in line and len(children) == 2:
                 break
+        else:
+            # nornctl ended before the step ran: show why (its errors go to stderr).
+            err = p.stderr.read()
+            p.wait(timeout=60)
+            self.fail(f"nornctl deploy slow exited {p.returncode} before its step ran; "
+                      f"stdout:\n{''.join(lines)}stderr:\n{err}")
         deploy_id = self.env.deployment_id("".join(lines))
         return p, deploy_id, children
 
