@@ -30,6 +30,7 @@ static void recovery_finish(Manager *m) {
         }
         m->recovered = true;
         log_info("Start-up recovery done; deployments may run.");
+        scheduler_recovered(m);
         scheduler_kick(m);
 }
 
