@@ -14,6 +14,7 @@
 #include "kube.h"
 #include "recovery.h"
 #include "listen.h"
+#include "scheduler.h"
 #include "log.h"
 #include "manager-bus.h"
 #include "manager.h"
@@ -340,6 +341,7 @@ Manager *manager_free(Manager *m) {
          * left to crash recovery at the next start: their scopes die with
          * their StepRun here, their rows are repaired then. */
         m->shutting_down = true;
+        scheduler_abandon_waiting(m); /* answered while the bus and HTTP clients are there */
         http_server_free(m->http);
         deploy_log_cancel_reads(); /* GetLogs pages still being read: answered while the bus is up */
         cron_timers_free(m->cron);

@@ -35,6 +35,7 @@ static void recovery_finish(Manager *m) {
                 log_warning_errno(r, "Failed to look for partial snapshots in %s: %m", m->config.snapshot_dir);
         m->recovered = true;
         log_info("Start-up recovery done; deployments may run.");
+        scheduler_recovered(m);
         scheduler_kick(m);
 }
 

@@ -94,6 +94,16 @@ finish:
         free(q);
 }
 
+/* What to roll back to is read from rows start-up recovery may still change:
+ * refused, clearly, until it has ended (a deploy waits for it instead). */
+static int refuse_while_recovering(Manager *m, char **ret_error) {
+        if (m->recovered)
+                return 0;
+        *ret_error = strdup("nornd is still recovering the deployments its previous run left unfinished; "
+                            "try again in a moment");
+        return -ENOTCONN;
+}
+
 int rollback_submit(Manager *m, const char *app, int64_t to_id, bool restore_db, const char *requested_by,
                     SchedulerDone done, void *userdata, char **ret_error) {
         _cleanup_(deployment_freep) Deployment *d = NULL;
@@ -114,6 +124,9 @@ int rollback_submit(Manager *m, const char *app, int64_t to_id, bool restore_db,
                         *ret_error = NULL;
                 return -EBUSY;
         }
+        r = refuse_while_recovering(m, ret_error);
+        if (r < 0)
+                return r;
         if (restore_db && !d->spec->services.postgres.present) {
                 if (asprintf(ret_error, "%s has no services.postgres database to restore", app) < 0)
                         *ret_error = NULL;
@@ -224,6 +237,9 @@ int restore_submit(Manager *m, const char *app, const char *snapshot, const char
                         *ret_error = NULL;
                 return -EBUSY;
         }
+        r = refuse_while_recovering(m, ret_error);
+        if (r < 0)
+                return r;
         if (!d->spec->services.postgres.present) {
                 if (asprintf(ret_error, "%s has no services.postgres database to restore", app) < 0)
                         *ret_error = NULL;

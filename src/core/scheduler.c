@@ -18,11 +18,22 @@
 #include "step-driver.h"
 
 #define RECENT_MAX 64U
+/* How long a deploy asked for during start-up recovery waits for it to end:
+ * within the 25 s a D-Bus client waits for an answer by default. */
+#define RECOVERY_WAIT_USEC (20ULL * 1000000ULL)
 
 typedef struct SubmitRequest {
         SchedulerDone done;
         void *userdata;
+        sd_event_source *recovery_wait; /* its row waits for start-up recovery (not sent yet) */
 } SubmitRequest;
+
+static SubmitRequest *submit_request_free(SubmitRequest *req) {
+        if (!req)
+                return NULL;
+        sd_event_source_disable_unref(req->recovery_wait);
+        return mfree(req);
+}
 
 static void list_append(Deployment **head, Deployment *d) {
         Deployment **p = head;
@@ -77,7 +88,7 @@ static void on_inserted(Deployment *d, int r) {
         if (r < 0) {
                 list_remove(&m->deployments, d);
                 req->done(d, r, "could not record the deployment: the database is unavailable", req->userdata);
-                free(req);
+                submit_request_free(req);
                 deployment_free(d);
                 return;
         }
@@ -86,7 +97,7 @@ static void on_inserted(Deployment *d, int r) {
         manager_bus_deployment_added(m, d);
         events_emit(m, "deploy.queued", d->app, deployment_to_json(d));
         req->done(d, 0, NULL, req->userdata);
-        free(req);
+        submit_request_free(req);
 
         if (d->cancel_requested)
                 (void) pipeline_cancel(d);
@@ -108,7 +119,9 @@ int scheduler_prepare(Manager *m, const char *app, const char *ref, const char *
                 ref = "HEAD";
         if (!deploy_ref_is_valid(ref))
                 return error_printf(ret_error, "invalid ref: expected HEAD, a commit SHA or a branch name");
-        if (!m->db || !db_is_up(m->db) || !m->recovered) {
+        /* While start-up recovery runs, a deploy is accepted and waits for it
+         * (scheduler_enqueue()); without the database nothing can be recorded. */
+        if (!m->db || !db_is_up(m->db)) {
                 *ret_error = strdup("the database is unavailable; try again when nornd reports healthy");
                 return -ENOTCONN;
         }
@@ -138,6 +151,62 @@ int scheduler_prepare(Manager *m, const char *app, const char *ref, const char *
         return 0;
 }
 
+/* The row of d could not be made: its client is told, d goes. */
+static void submit_fail(Deployment *d, int r, const char *error) {
+        SubmitRequest *req = d->submit;
+
+        d->submit = NULL;
+        list_remove(&d->manager->deployments, d);
+        req->done(d, r, error, req->userdata);
+        submit_request_free(req);
+        deployment_free(d);
+}
+
+static int on_recovery_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Deployment *d = userdata;
+        Manager *m = d->manager;
+
+        log_warning("Deploy of %s (%s) asked for by %s not queued: start-up recovery did not end within %llu s.",
+                    d->app, d->ref, d->requested_by, RECOVERY_WAIT_USEC / 1000000ULL);
+        submit_fail(d, -ENOTCONN, manager_db_available(m)
+                    ? "nornd is still recovering the deployments its previous run left unfinished; nothing "
+                      "was queued, try again"
+                    : "the database is unavailable, so nornd cannot finish recovering the deployments its "
+                      "previous run left unfinished; nothing was queued, try again when nornd reports healthy");
+        return 0;
+}
+
+void scheduler_recovered(Manager *m) {
+        Deployment *next;
+        int r;
+
+        /* Rows of deploys asked for during recovery are made now, in the order
+         * asked: recovery, which fails every unfinished row, cannot take them. */
+        for (Deployment *d = m->deployments; d; d = next) {
+                SubmitRequest *req = d->submit;
+
+                next = d->next;
+                if (!req || !req->recovery_wait)
+                        continue;
+                req->recovery_wait = sd_event_source_disable_unref(req->recovery_wait);
+                r = deploy_store_insert(d, on_inserted);
+                if (r < 0)
+                        submit_fail(d, r, "the database is unavailable");
+        }
+}
+
+void scheduler_abandon_waiting(Manager *m) {
+        Deployment *next;
+
+        for (Deployment *d = m->deployments; d; d = next) {
+                SubmitRequest *req = d->submit;
+
+                next = d->next;
+                if (req && req->recovery_wait)
+                        submit_fail(d, -ENOTCONN, "nornd is stopping; nothing was queued");
+        }
+}
+
 int scheduler_enqueue(Manager *m, Deployment *d, SchedulerDone done, void *userdata, char **ret_error) {
         SubmitRequest *req;
         unsigned waiting = 0;
@@ -164,6 +233,21 @@ int scheduler_enqueue(Manager *m, Deployment *d, SchedulerDone done, void *userd
         if (!req)
                 return -ENOMEM;
         *req = (SubmitRequest) { done, userdata };
+        if (!m->recovered) {
+                /* Start-up recovery fails every unfinished row it finds: this
+                 * one is made once it has ended, and its client answered then. */
+                r = sd_event_add_time_relative(m->event, &req->recovery_wait, CLOCK_MONOTONIC,
+                                               RECOVERY_WAIT_USEC, 0, on_recovery_wait_timeout, d);
+                if (r < 0) {
+                        free(req);
+                        return r;
+                }
+                d->submit = req;
+                list_append(&m->deployments, d);
+                log_info("Deploy of %s (%s) asked for by %s waits for start-up recovery to end.", d->app, d->ref,
+                         d->requested_by);
+                return 0;
+        }
         d->submit = req;
         r = deploy_store_insert(d, on_inserted);
         if (r < 0) {

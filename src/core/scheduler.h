@@ -15,7 +15,9 @@
 typedef void (*SchedulerDone)(Deployment *d, int r, const char *error, void *userdata);
 
 /* Validates the request and queues it; done() follows. On an immediate
- * error, ret_error says why (caller frees). */
+ * error, ret_error says why (caller frees). Asked for while start-up
+ * recovery runs, the row is made once it has ended (done() then), or the
+ * request fails with -ENOTCONN when it has not ended within 20 s. */
 int scheduler_submit(Manager *m, const char *app, const char *ref, const char *requested_by,
                      SchedulerDone done, void *userdata, char **ret_error);
 
@@ -24,6 +26,11 @@ int scheduler_submit(Manager *m, const char *app, const char *ref, const char *r
 int scheduler_prepare(Manager *m, const char *app, const char *ref, const char *requested_by,
                       Deployment **ret, char **ret_error);
 int scheduler_enqueue(Manager *m, Deployment *d, SchedulerDone done, void *userdata, char **ret_error);
+
+/* Start-up recovery has ended: deploys asked for meanwhile get their rows. */
+void scheduler_recovered(Manager *m);
+/* nornd stops: deploys still waiting for recovery are answered so. */
+void scheduler_abandon_waiting(Manager *m);
 
 /* A deployment of app is queued or running. */
 bool scheduler_app_busy(Manager *m, const char *app);

@@ -45,7 +45,7 @@ def scopes(pattern):
 class ControlTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env = PipelineEnv(nornd_env={"NORN_QUEUE_MAX": "1"}, kube_deployments=("hello", "slow", "local"))
+        cls.env = PipelineEnv(nornd_env={"NORN_QUEUE_MAX": "1"}, kube_deployments=("hello", "slow", "local", "early", "stuck"))
         cls.env.__enter__()
         d = os.path.join(cls.env.apps, "slow")
         os.makedirs(d)
@@ -65,6 +65,12 @@ class ControlTest(unittest.TestCase):
                 children.append(int(line.split("child=")[1]))
             if "ready" in line and len(children) == 2:
                 break
+        else:
+            # nornctl ended before the step ran: show why (its errors go to stderr).
+            err = p.stderr.read()
+            p.wait(timeout=60)
+            self.fail(f"nornctl deploy slow exited {p.returncode} before its step ran; "
+                      f"stdout:\n{''.join(lines)}stderr:\n{err}")
         deploy_id = self.env.deployment_id("".join(lines))
         # The $! it printed are pids of the step's own PID namespace: ask the
         # manager for the scope's processes as the host sees them.
@@ -93,6 +99,81 @@ class ControlTest(unittest.TestCase):
         # Cancelling again: already finished.
         again = run([NORNCTL, "--user", "cancel", str(deploy_id)], check=False)
         self.assertNotEqual(again.returncode, 0)
+
+    def restart_with_recovery_held(self, app):
+        """Restarts nornd with its start-up recovery held open: an unfinished
+        row of app is locked (FOR UPDATE) by a transaction of the test, so
+        recovery's UPDATE waits for it. Returns (that row's id, the psql
+        holding the lock: write "ROLLBACK;" to it to let recovery end)."""
+        write_files(self.env.add_app(app, local_app_files(app)), local_app_files(app))
+        self.env.nornd.stop()
+        self.addCleanup(lambda: self.env.nornd.proc.poll() is None or self.env.nornd.start())
+        orphan = int(psql(f"WITH o AS (INSERT INTO deployments (app, ref, requested_by) "
+                          f"VALUES ('{app}', 'HEAD', 'test') RETURNING id) SELECT id FROM o"))
+        holder = subprocess.Popen(["psql", os.environ["NORN_DATABASE_URL"], "-v", "ON_ERROR_STOP=1", "-q"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, env=dict(os.environ, PGAPPNAME="norn-test-lock"))
+        self.addCleanup(lambda: holder.poll() is not None or holder.communicate("ROLLBACK;\n", timeout=60))
+        holder.stdin.write(f"BEGIN; SELECT id FROM deployments WHERE id = {orphan} FOR UPDATE;\n")
+        holder.stdin.flush()
+        wait_until(lambda: psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "'norn-test-lock' AND state = 'idle in transaction'") == "1",
+                   what="the test's row lock")
+        self.env.nornd.start()
+        wait_until(lambda: self.env.nornd.health()[1]["components"]["database"]["status"] == "up",
+                   what="database up")
+        wait_until(lambda: psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                "AND query LIKE '%UPDATE deployments SET status = ''failed''%'") == "1",
+                   what="recovery waiting for the row lock")
+        return orphan, holder
+
+    def test_deploy_right_after_start_waits_for_recovery(self):
+        """A deploy asked for while start-up recovery runs is accepted and made
+        once recovery ended, never refused nor failed by it."""
+        orphan, holder = self.restart_with_recovery_held("early")
+        deploy = subprocess.Popen([NORNCTL, "--user", "deploy", "early"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: deploy.poll() is not None or deploy.kill())
+
+        def waiting():
+            if deploy.poll() is not None:
+                out, err = deploy.communicate()
+                raise AssertionError(f"nornctl deploy ended ({deploy.returncode}) while recovery ran:\n{out}{err}")
+            return "Deploy of early (HEAD) asked for by" in self.env.nornd.log() and \
+                "waits for start-up recovery to end" in self.env.nornd.log()
+        wait_until(waiting, what="the deploy to wait for recovery")
+        self.assertEqual(psql("SELECT count(*) FROM deployments WHERE app = 'early'"), "1")
+        # A rollback reads rows recovery may still change: refused, clearly.
+        rb = run([NORNCTL, "--user", "rollback", "hello"], check=False)
+        self.assertEqual(rb.returncode, 1, rb.stdout + rb.stderr)
+        self.assertIn("still recovering the deployments its previous run left unfinished", rb.stderr)
+
+        holder.communicate("ROLLBACK;\n", timeout=60)
+        out, err = deploy.communicate(timeout=240)
+        self.assertEqual(deploy.returncode, 0, out + err)
+        new = self.env.deployment_id(out)
+        self.assertGreater(new, orphan)
+        self.assertEqual(self.env.row(new)["status"], "deployed")
+        row = self.env.row(orphan)
+        self.assertEqual((row["status"], row["error"]), ("failed", "norn restarted during deployment"))
+
+    def test_deploy_during_recovery_that_does_not_end_is_refused_clearly(self):
+        """When recovery does not end within 20 s, the waiting deploy is
+        answered with the reason (before the client's D-Bus timeout) and
+        nothing is queued."""
+        orphan, holder = self.restart_with_recovery_held("stuck")
+        started = time.monotonic()
+        deploy = run([NORNCTL, "--user", "deploy", "stuck"], check=False, timeout=120)
+        self.assertEqual(deploy.returncode, 1, deploy.stdout + deploy.stderr)
+        self.assertIn("nornd is still recovering the deployments its previous run left unfinished; nothing was "
+                      "queued, try again", deploy.stderr)
+        self.assertGreaterEqual(time.monotonic() - started, 19)
+        self.assertEqual(psql("SELECT count(*) FROM deployments WHERE app = 'stuck'"), "1")
+        holder.communicate("ROLLBACK;\n", timeout=60)
+        wait_until(lambda: self.env.row(orphan)["status"] == "failed", what="recovery to end")
+        # Afterwards a deploy is queued at once.
+        p = self.env.deploy("stuck")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def test_queue_is_bounded_and_serialised(self):
         p, first, children = self.start_slow()
