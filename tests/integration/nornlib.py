@@ -21,29 +21,6 @@ NORND = os.path.join(BUILD_DIR, "src", "nornd", "nornd")
 NORNCTL = os.path.join(BUILD_DIR, "src", "nornctl", "nornctl")
 
 
-def sanitizer_dropin(unit_dir, unit):
-    """In the sanitizer run (tools/run-tests sets NORN_SANITIZER_DIR), a
-    nornd started by the user manager must report to the same place as one
-    started by a test: a drop-in hands it the sanitizer settings and lets it
-    write its report there (ProtectSystem=strict would not). The unit file
-    itself stays as installed. Returns the drop-in dir to remove, or None."""
-    san_dir = os.environ.get("NORN_SANITIZER_DIR")
-    if not san_dir:
-        return None
-    d = os.path.join(unit_dir, unit + ".d")
-    os.makedirs(d, exist_ok=True)
-    # LeakSanitizer stops the process's threads with ptrace() at exit, a
-    # call the unit's SystemCallFilter= does not allow: add it, for this
-    # run only.
-    lines = ["[Service]", f"ReadWritePaths={san_dir}", "SystemCallFilter=ptrace"]
-    for v in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
-        if os.environ.get(v):
-            lines.append(f'Environment="{v}={os.environ[v]}"')
-    with open(os.path.join(d, "sanitizer.conf"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return d
-
-
 def require_sandbox(testcase_cls=None):
     """Fail loudly (never skip) when not run inside tools/norn-sandbox."""
     missing = [v for v in ("NORN_SANDBOX", "DBUS_SESSION_BUS_ADDRESS", "NORN_DATABASE_URL",
