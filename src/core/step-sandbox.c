@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -144,8 +145,167 @@ static int set_attr(const char *path, unsigned flags, uint64_t set, uint64_t clr
         return 0;
 }
 
+typedef int (*MountFn)(const char *path, const char *options, void *userdata);
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape(char *s) {
+        char *d = s;
+
+        for (; *s; s++, d++)
+                if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' &&
+                    s[3] <= '7') {
+                        *d = (char) ((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+                        s += 3;
+                } else
+                        *d = *s;
+        *d = 0;
+}
+
+/* "id parent major:minor root mount-point options ...": fields 5 and 6. */
+static int mount_line(char *line, MountFn fn, void *userdata) {
+        char *field[6];
+        size_t n = 0;
+
+        for (char *p = line; n < ELEMENTSOF(field); n++) {
+                field[n] = p;
+                p = strchr(p, ' ');
+                if (!p)
+                        break;
+                *p++ = 0;
+        }
+        if (n < ELEMENTSOF(field) - 1)
+                return -EBADMSG;
+        unescape(field[4]);
+        return fn(field[4], field[5], userdata);
+}
+
+/* Calls fn for every mount of ours, a line of /proc/self/mountinfo at a
+ * time (no malloc here). */
+static int for_each_mount(MountFn fn, void *userdata) {
+        char buf[8192];
+        size_t len = 0;
+        int fd, r = 0;
+
+        fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+                char *start = buf, *nl;
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        break;
+                }
+                len += (size_t) n;
+                if (n == 0 && len > 0 && buf[len - 1] != '\n')
+                        buf[len++] = '\n';      /* a last line without its newline */
+                while (r >= 0 && (nl = memchr(start, '\n', len - (size_t) (start - buf)))) {
+                        *nl = 0;
+                        r = mount_line(start, fn, userdata);
+                        start = nl + 1;
+                }
+                len -= (size_t) (start - buf);
+                memmove(buf, start, len);
+                if (r < 0 || n == 0)
+                        break;
+                if (len == sizeof(buf) - 1) {
+                        r = -ENAMETOOLONG;
+                        break;
+                }
+        }
+        (void) close(fd);
+        return r;
+}
+
+static bool has_option(const char *options, const char *name) {
+        size_t l = strlen(name);
+
+        for (const char *p = options; p; p = strchr(p, ',')) {
+                if (*p == ',')
+                        p++;
+                if (strncmp(p, name, l) == 0 && (p[l] == ',' || p[l] == 0))
+                        return true;
+        }
+        return false;
+}
+
+/* Without mount_setattr() (before Linux 5.12, or a seccomp filter that
+ * refuses it): each mount in turn, keeping its other flags. A mount out of
+ * reach by its path (covered by a later one) cannot be written through that
+ * path either; check_read_only() has the last word. */
+static int remount_read_only(const char *path, const char *options, void *userdata) {
+        unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
+
+        if (has_option(options, "nosuid"))
+                flags |= MS_NOSUID;
+        if (has_option(options, "nodev"))
+                flags |= MS_NODEV;
+        if (has_option(options, "noexec"))
+                flags |= MS_NOEXEC;
+        if (mount(NULL, path, NULL, flags, NULL) < 0 && errno != ENOENT && errno != ENOTDIR && errno != EINVAL &&
+            errno != EACCES)
+                return -errno;
+        return 0;
+}
+
+static int make_writable(const char *path) {
+        int r = set_attr(path, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY);
+
+        if ((r == -ENOSYS || r == -EPERM) &&
+            mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0)
+                r = -errno;
+        else if (r == -ENOSYS || r == -EPERM)
+                r = 0;
+        return r;
+}
+
+static const char *const private_tmp[] = { "/tmp", "/var/tmp", "/dev/shm" };
+
+/* Every mount the command can reach by a path is read-only, but for the
+ * work dir and the private tmp dirs. Whichever way they were made so, the
+ * step does not start otherwise. */
+static int check_read_only(const char *path, const char *options, void *userdata) {
+        const char *workdir = userdata;
+        struct statvfs sv;
+        int fd, r;
+
+        if (streq(path, workdir))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(private_tmp); i++)
+                if (streq(path, private_tmp[i]))
+                        return 0;
+        /* O_PATH: an autofs mount point (binfmt_misc) is looked at, not triggered. */
+        fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT || errno == ENOTDIR || errno == EACCES ? 0 : -errno;
+        r = fstatvfs(fd, &sv) < 0 ? -errno : sv.f_flag & ST_RDONLY ? 0 : -EPERM;
+        (void) close(fd);
+        return r;
+}
+
+static int make_read_only(const char *workdir) {
+        int r;
+
+        /* Submounts too (an overlay on /usr, a tmpfs, a bound file). */
+        r = set_attr("/", AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0);
+        if (r == -ENOSYS || r == -EPERM)
+                r = for_each_mount(remount_read_only, NULL);
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(private_tmp); i++) {
+                r = make_writable(private_tmp[i]);
+                if (r == -ENOENT)
+                        r = 0;
+        }
+        if (r >= 0)
+                r = make_writable(workdir);
+        if (r >= 0)
+                r = for_each_mount(check_read_only, (void *) workdir);
+        return r;
+}
+
 static int setup_mounts(const StepSandbox *s, int workdir_fd) {
-        static const char *const private_tmp[] = { "/tmp", "/var/tmp", "/dev/shm" };
         char path[PATH_MAX], source[64];
         int r;
 
@@ -177,15 +337,7 @@ static int setup_mounts(const StepSandbox *s, int workdir_fd) {
                 return -errno;
 
         /* Read-only everywhere, then writable again where it may write. */
-        r = set_attr("/", AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0);
-        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(private_tmp); i++) {
-                r = set_attr(private_tmp[i], 0, 0, MOUNT_ATTR_RDONLY);
-                if (r == -ENOENT)
-                        r = 0;
-        }
-        if (r >= 0)
-                r = set_attr(s->workdir, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY);
-        return r;
+        return make_read_only(s->workdir);
 }
 
 static int drop_identity(const StepSandbox *s) {

@@ -7,7 +7,9 @@
  * as root, and the child, once it is in its scope, enters this before
  * running anything of the app:
  *
- *   - its own mount namespace: the whole tree read-only, the hidden
+ *   - its own mount namespace: the whole tree read-only, every submount
+ *     too (mount_setattr(AT_RECURSIVE), else each mount remounted; then
+ *     checked, mount by mount, before anything runs), the hidden
  *     directories (nornd's state, apps, snapshots, configuration) replaced by
  *     empty read-only tmpfs, fresh private /tmp, /var/tmp and /dev/shm, and
  *     the work dir bound at its own path, the only writable place that

@@ -321,6 +321,15 @@ class CleanupTest(unittest.TestCase):
                            text=True, timeout=120)
         self.assertEqual(p.returncode, 128 + 9)
 
+    def test_usr_mirrors_the_host_whatever_the_umask(self):
+        # The overlay's root is its upper dir, made by the sandbox: not 0777 under umask 0.
+        p = subprocess.run(["sh", "-c", 'umask 0 && exec "$0" stat -c "%a %u %g" /usr /usr/local', TOOL],
+                           env=self.env(), capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        want = ["%o %d %d" % (st.st_mode & 0o7777, st.st_uid, st.st_gid)
+                for st in (os.stat("/usr"), os.stat("/usr/local"))]
+        self.assertEqual(p.stdout.split("\n")[:2], want)
+
     def test_keep(self):
         p = subprocess.run([TOOL, "--keep", "sh", "-c", 'echo "$NORN_SANDBOX_DIR"'], env=self.env(),
                            capture_output=True, text=True, timeout=120)

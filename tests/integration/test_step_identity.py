@@ -34,11 +34,11 @@ probe read-other-infraspec cat %(apps)s/hello/infraspec.yaml
 probe list-snapshots ls %(snapshots)s/hello
 probe read-snapshot sh -c 'cat %(snapshots)s/hello/*.dump'
 probe see-other-work-dirs sh -c 'ls -a %(state)s/work | grep -v -e "^hostile-" -e "^\.\.\?$"' 
-probe write-state touch %(state)s/pwned-$phase
-probe write-apps touch %(apps)s/pwned-$phase
-probe write-snapshots touch %(snapshots)s/pwned-$phase
-probe write-shared-tmp touch %(shared_tmp)s/pwned-$phase
-probe write-usr touch /usr/local/pwned-$phase
+probe write-state touch %(state)s/pwned-%(run)s-$phase
+probe write-apps touch %(apps)s/pwned-%(run)s-$phase
+probe write-snapshots touch %(snapshots)s/pwned-%(run)s-$phase
+probe write-shared-tmp touch %(shared_tmp)s/pwned-%(run)s-$phase
+probe write-usr touch /usr/local/pwned-%(run)s-$phase
 probe signal-0-nornd kill -0 %(pid)d
 probe signal-term-nornd kill -TERM %(pid)d
 probe norn-db-as-norn psql -X -v ON_ERROR_STOP=1 "%(norn_url)s" -Atc "DELETE FROM deployments"
@@ -47,7 +47,7 @@ probe norn-db-cron-as-app psql -X -v ON_ERROR_STOP=1 "%(norn_url_app)s" -Atc "DE
 # what it may do
 probe is-step-user test "$(id -u)" = %(step_uid)d
 probe write-work-dir touch ./written-by-$phase
-probe write-private-tmp touch /tmp/norn-probe-$phase
+probe write-private-tmp touch /tmp/norn-probe-%(run)s-$phase
 if [ "$phase" = migrate ]; then
     probe own-database psql -X -v ON_ERROR_STOP=1 "$DATABASE_URL" -Atc "CREATE TABLE IF NOT EXISTS probe (x int)"
 fi
@@ -119,7 +119,10 @@ class StepIdentityTest(unittest.TestCase):
         shared_tmp = os.path.join(os.environ["NORN_SANDBOX_DIR"], "tmp")
         step_uid = pwd.getpwnam("norn-step").pw_uid
         files = hostile_files()
+        # Names of this run only: /usr/local and /tmp are the host's, shared with every run before.
+        run = os.urandom(4).hex()
         files["probe.sh"] = PROBE % {
+            "run": run,
             "pid": env.nornd.proc.pid, "config": self.config, "state": env.state, "apps": env.apps,
             "snapshots": snapshots, "shared_tmp": shared_tmp, "step_uid": step_uid,
             "norn_url": base + "&user=postgres",
@@ -146,7 +149,8 @@ class StepIdentityTest(unittest.TestCase):
         # Nothing of it reached the host, nornd or Norn's records; secrets never showed.
         self.assertTrue(env.nornd.alive())
         for d in (env.state, env.apps, snapshots, shared_tmp, "/usr/local", "/tmp"):
-            self.assertEqual([f for f in os.listdir(d) if f.startswith(("pwned-", "norn-probe-"))], [], d)
+            mine = (f"pwned-{run}-", f"norn-probe-{run}-")
+            self.assertEqual([f for f in os.listdir(d) if f.startswith(mine)], [], d)
         self.assertEqual(psql("SELECT count(*) FROM deployments"), str(int(deployments) + 1))
         self.assertEqual(psql("SELECT count(*) FROM deployments WHERE error = 'pwned'"), "0")
         text = "\n".join(lines)

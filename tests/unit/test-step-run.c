@@ -10,6 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -826,6 +831,89 @@ static bool unit_gone(const char *unit) {
         return unit_path(unit, &path) < 0;
 }
 
+static bool exists_below(const char *base, const char *rel) {
+        _cleanup_free_ char *p = NULL;
+
+        if (asprintf(&p, "%s/%s", base, rel) < 0)
+                abort();
+        return access(p, F_OK) >= 0;
+}
+
+static void submounts_run(const char *what, const char *base) {
+        _cleanup_free_ char *unit = unit_name("submounts"), *work = NULL;
+        Run t = {};
+        bool done;
+
+        if (asprintf(&work, "%s/work", base) < 0)
+                abort();
+        StepSandbox sandbox = { .uid = 65534, .gid = 65534, .workdir = work };
+        StepRunSpec spec = {
+                .argv = SH("echo x >new && echo work; echo x >/tmp/x && echo tmp; "
+                           "for d in tmpfs tmpfs/inner ovl; do { echo x >../$d/x; } 2>/dev/null || echo ro $d; done"),
+                .env = ARGV("PATH=/usr/bin:/bin"),
+                .cwd = work, .unit = unit, .slice = SLICE, .stdin_fd = -1, .sandbox = &sandbox,
+        };
+        done = run_simple(&t, bus, &spec);
+        if (!check(done && !t.error && t.result.exit_code == 0 && t.n_lines == 5 && streq(t.lines[0], "work") &&
+                   streq(t.lines[1], "tmp") && streq(t.lines[2], "ro tmpfs") && streq(t.lines[3], "ro tmpfs/inner") &&
+                   streq(t.lines[4], "ro ovl"),
+                   "%s: every mount below / is read-only for the command, submounts and overlays too", what))
+                dump_lines(&t);
+        run_clear(&t);
+        check(!exists_below(base, "tmpfs/x") && !exists_below(base, "tmpfs/inner/x") &&
+              !exists_below(base, "upper/x"), "%s: nothing was written to the submounts", what);
+}
+
+/* Writable mounts below / (world-writable, so only the mount can say no):
+ * a tmpfs, a tmpfs inside it, an overlay like tools/norn-sandbox's /usr. The
+ * command writes its work dir and /tmp, and none of them. */
+static void test_sandbox_submounts(const char *what) {
+        static const char *const dirs[] = { "work", "tmpfs", "lower", "upper", "ovlwork", "ovl" };
+        _cleanup_free_ char *base = NULL, *path = NULL, *ovl = NULL, *opts = NULL;
+        const char *tmp = getenv("TMPDIR");
+        bool mounted;
+
+        if (asprintf(&base, "%s/norn-test-submounts-XXXXXX", tmp && *tmp ? tmp : "/var/tmp") < 0 || !mkdtemp(base) ||
+            chmod(base, 0755) < 0)
+                abort();
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                free(path);
+                if (asprintf(&path, "%s/%s", base, dirs[i]) < 0 || mkdir(path, 0777) < 0 || chmod(path, 0777) < 0)
+                        abort();
+        }
+        free(path);
+        if (asprintf(&path, "%s/tmpfs", base) < 0 || asprintf(&ovl, "%s/ovl", base) < 0 ||
+            asprintf(&opts, "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/ovlwork", base, base, base) < 0)
+                abort();
+        mounted = mount("norn-test", path, "tmpfs", 0, "mode=1777") >= 0;
+        free(path);
+        if (asprintf(&path, "%s/tmpfs/inner", base) < 0)
+                abort();
+        mounted = mounted && mkdir(path, 0755) >= 0 && mount("norn-test", path, "tmpfs", 0, "mode=1777") >= 0 &&
+                  mount("norn-test", ovl, "overlay", 0, opts) >= 0;
+        if (check(mounted, "%s: the test's submounts are mounted (%s)", what, mounted ? "yes" : strerror(errno)))
+                submounts_run(what, base);
+
+        free(path);
+        if (asprintf(&path, "umount -R '%s' '%s/tmpfs' 2>/dev/null; rm -rf -- '%s'", ovl, base, base) >= 0)
+                (void) !system(path);
+}
+
+/* Refuses mount_setattr() with ENOSYS, as a kernel before 5.12 or a seccomp
+ * policy would: the step sandbox falls back to remounting each mount. For
+ * good, in this process: run it last. */
+static bool refuse_mount_setattr(void) {
+        struct sock_filter filter[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mount_setattr, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { .len = ELEMENTSOF(filter), .filter = filter };
+
+        return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) >= 0;
+}
+
 static void set_flag(Run *t, const char *line) {
         if (streq(line, "ready"))
                 *(bool *) t->data = true;
@@ -1173,6 +1261,9 @@ int main(void) {
         test_free_running(NULL, "without a manager");
         test_loop_not_blocked();
         test_fake_manager();
+        test_sandbox_submounts("sandbox");
+        if (check(refuse_mount_setattr(), "mount_setattr() refused from here on"))
+                test_sandbox_submounts("sandbox without mount_setattr");
 
         sd_bus_flush_close_unref(bus);
         sd_bus_flush_close_unref(qbus);
