@@ -1064,8 +1064,8 @@ static void test_pipelining(void) {
         static const char *const firsts[] = {
                 "GET /api/echo?n=1 HTTP/1.1\r\nHost: t\r\n\r\n",
                 "GET /api/deferred HTTP/1.1\r\nHost: t\r\nX-Test-Value: first\r\n\r\n",
-                "POST /api/deferred HTTP/1.1\r\nHost: t\r\nX-Test-Value: first\r\n"
-                "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+                ("POST /api/deferred HTTP/1.1\r\nHost: t\r\nX-Test-Value: first\r\n"
+                 "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"),
                 "POST /api/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
         };
         static const char *const nexts[] = {
