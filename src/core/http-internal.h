@@ -70,6 +70,7 @@ typedef struct HttpConn {
         bool body_pending;
         bool head;
         bool peer_local;
+        bool pipelined;           /* lws held more bytes when the last answer was out */
 
         /* The response being sent: body with LWS_PRE bytes of headroom. */
         char *resp;
@@ -77,6 +78,8 @@ typedef struct HttpConn {
         size_t resp_sent;
         bool resp_pending;
         bool resp_close;
+        bool close_after;         /* the connection closes after this answer (http_conn_on_http()) */
+        bool resp_direct;         /* resp is sent by us on hup_fd, not by lws (http_conn_send_direct()) */
 
         /* A deferred answer (http_request_defer()). */
         bool in_handler;

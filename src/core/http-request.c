@@ -14,6 +14,11 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+/* The answer to a pipelined request (see http_conn_on_http()). */
+#define HTTP_PIPELINED_ERROR                                                           \
+        "{\"error\":\"HTTP pipelining is not supported: send a request after the "     \
+        "answer to the previous one\",\"code\":\"pipelining_unsupported\"}"
+
 /* Response bodies go out in pieces of this size, one per writeable callback. */
 #define HTTP_WRITE_CHUNK (16U * 1024U)
 /* A request body buffer starts at this size (or the body's, if smaller) and
@@ -271,12 +276,16 @@ void http_conn_reset_request(HttpConn *c) {
         c->resp_size = c->resp_sent = 0;
         c->resp_pending = false;
         c->resp_close = false;
+        c->resp_direct = false;
+        c->close_after = false;
 }
 
 /* Builds and writes the status line and headers. body_size is sent as
  * Content-Length unless the status forbids a body. */
-static int http_write_headers(struct lws *wsi, int status, size_t body_size, bool close) {
-        uint8_t buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+/* Builds the status line and headers at *p, up to end; *p moves past them. */
+static int http_build_headers(struct lws *wsi, int status, size_t body_size, bool close,
+                              uint8_t **pp, uint8_t *end) {
+        uint8_t *p = *pp;
 
         if (status == 204 || status == 304) {
                 if (lws_add_http_header_status(wsi, (unsigned) status, &p, end) ||
@@ -296,14 +305,25 @@ static int http_write_headers(struct lws *wsi, int status, size_t body_size, boo
                                                   (const uint8_t *) "close", 5, &p, end))
                 return -ENOBUFS;
 
-        if (lws_finalize_write_http_header(wsi, start, &p, end))
+        if (lws_finalize_http_header(wsi, &p, end))
+                return -ENOBUFS;
+        *pp = p;
+        return 0;
+}
+
+static int http_write_headers(struct lws *wsi, int status, size_t body_size, bool close) {
+        uint8_t buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+        int r;
+
+        r = http_build_headers(wsi, status, body_size, close, &p, end);
+        if (r < 0)
+                return r;
+        if (lws_write(wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_HEADERS) != (int) (p - start))
                 return -EIO;
         return 0;
 }
 
-/* Writes a small complete response at once, for callbacks that must answer
- * before returning (HTTP_CONFIRM_UPGRADE). */
-int http_write_response_now(struct lws *wsi, int status, const char *body) {
+static int http_write_now(struct lws *wsi, int status, const char *body, bool close) {
         _cleanup_free_ char *buf = NULL, *text = NULL;
         size_t len;
 
@@ -315,7 +335,7 @@ int http_write_response_now(struct lws *wsi, int status, const char *body) {
         }
         len = strlen(body);
 
-        if (http_write_headers(wsi, status, len, false) < 0)
+        if (http_write_headers(wsi, status, len, close) < 0)
                 return -EIO;
 
         buf = malloc(LWS_PRE + len);
@@ -327,6 +347,24 @@ int http_write_response_now(struct lws *wsi, int status, const char *body) {
         return 0;
 }
 
+/* Writes a small complete response at once, for callbacks that must answer
+ * before returning (HTTP_CONFIRM_UPGRADE). */
+int http_write_response_now(struct lws *wsi, int status, const char *body) {
+        return http_write_now(wsi, status, body, false);
+}
+
+/* Whether lws holds bytes the client sent after the request just completed
+ * with lws_http_transaction_completed(). lws 4.1.6 has no call for that, but
+ * that function keeps the connection's header table only then (it drops it
+ * otherwise), and lws_hdr_custom_copy() clears its buffer only when a header
+ * table is attached. */
+static bool http_lws_has_pipelined_input(struct lws *wsi) {
+        char probe[2] = "x";
+
+        (void) lws_hdr_custom_copy(wsi, probe, (int) sizeof(probe), "x-norn-probe:", 13);
+        return probe[0] == 0;
+}
+
 /* The transaction is over: close, or wait for the next request. */
 int http_conn_finish(HttpConn *c) {
         bool close = c->resp_close;
@@ -334,7 +372,10 @@ int http_conn_finish(HttpConn *c) {
         http_conn_reset_request(c);
         if (close)
                 return -1;
-        return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+        if (lws_http_transaction_completed(c->wsi))
+                return -1;
+        c->pipelined = http_lws_has_pipelined_input(c->wsi);
+        return 0;
 }
 
 /* Takes ownership of body. Returns what the lws callback should return. */
@@ -368,6 +409,7 @@ static int http_conn_respond(HttpConn *c, int status, json_t *body, bool close) 
                 text = mfree(text);
         len = text ? strlen(text) : 0;
 
+        close = close || c->close_after;
         c->resp_close = close;
         if (http_write_headers(c->wsi, status, len, close) < 0)
                 return -1;
@@ -468,9 +510,15 @@ int http_conn_fill_request(HttpConn *c, HttpRequest *ret) {
  * answer. A FIN cannot be told from a close() without sending, so the answer
  * is sent; writing it to a client that really left fails and cleans up, and
  * HTTP_DEFER_TIMEOUT_SEC bounds the wait. */
+static void http_conn_flush_direct(HttpConn *c);
+
 static int http_conn_on_hup(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         HttpConn *c = userdata;
 
+        if (c->resp_direct && !(revents & (EPOLLHUP | EPOLLERR))) {
+                http_conn_flush_direct(c);
+                return 0;
+        }
         if (!(revents & (EPOLLHUP | EPOLLERR))) {
                 /* Half-closed: stop watching for that (it stays set), keep
                  * watching for a reset. */
@@ -485,6 +533,125 @@ static int http_conn_on_hup(sd_event_source *es, int fd, uint32_t revents, void 
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         uv_embed_kick(c->server->uv);
         return 0;
+}
+
+static void http_conn_kill(HttpConn *c) {
+        http_conn_detach_responder(c);
+        c->resp_direct = c->resp_pending = false;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        uv_embed_kick(c->server->uv);
+}
+
+/* The deferred answer is out: the transaction ends as after any other, and
+ * lws may read again. */
+static void http_conn_direct_done(HttpConn *c) {
+        bool close = c->resp_close;
+
+        if (close)
+                /* The client sees the end at once, whenever lws gets to
+                 * closing its side. */
+                (void) shutdown(c->hup_fd, SHUT_WR);
+        http_conn_reset_request(c); /* also ends the watch on hup_fd */
+        if (close || lws_http_transaction_completed(c->wsi)) {
+                http_conn_kill(c);
+                return;
+        }
+        c->pipelined = http_lws_has_pipelined_input(c->wsi);
+        lws_rx_flow_control(c->wsi, 1);
+        uv_embed_kick(c->server->uv);
+}
+
+static void http_conn_flush_direct(HttpConn *c) {
+        while (c->resp_sent < c->resp_size) {
+                ssize_t n = send(c->hup_fd, c->resp + c->resp_sent, c->resp_size - c->resp_sent,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN) {
+                        if (sd_event_source_set_io_events(c->hup_watch, EPOLLOUT) < 0)
+                                break;
+                        return; /* on to http_conn_on_hup() */
+                }
+                if (n <= 0) {
+                        log_debug("Failed to send a deferred HTTP answer, closing: %s",
+                                  n < 0 ? strerror(errno) : "nothing written");
+                        http_conn_kill(c);
+                        return;
+                }
+                c->resp_sent += (size_t) n;
+        }
+        if (c->resp_sent < c->resp_size) {
+                http_conn_kill(c);
+                return;
+        }
+        http_conn_direct_done(c);
+}
+
+/* Sends a deferred answer on the socket ourselves. While an answer is
+ * deferred, lws may not read the connection (rx flow control); and lws 4.1.6
+ * writes nothing on an HTTP/1 connection whose reading is held. Yet letting
+ * it read again before the answer is out goes wrong when the client
+ * pipelined: lws parses what it buffered against the head of the pending
+ * request, dispatches that request again or, for one with a body, calls
+ * LWS_CALLBACK_HTTP_BODY_COMPLETION without end (nornd frozen). So the answer
+ * goes out here, with sd-event watching hup_fd for room, and lws reads on
+ * only after the transaction is completed, from a fresh head. */
+static void http_conn_send_direct(HttpConn *c, int status, json_t *body) {
+        _cleanup_free_ char *text = NULL;
+        uint8_t head[1024], *p = head;
+        size_t len;
+
+        if (c->hup_fd < 0 || !c->hup_watch) {
+                json_decref(body);
+                log_debug("No watch on the HTTP connection to send a deferred answer on, closing.");
+                http_conn_kill(c);
+                return;
+        }
+
+        if (status < 200 || status > 599) {
+                log_debug("HTTP handler returned invalid status %i, sending 500.", status);
+                status = 500;
+                json_decref(TAKE_PTR(body));
+        }
+        if (body) {
+                text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+                json_decref(body);
+                if (!text)
+                        status = 500;
+        }
+        if (!text && status >= 400)
+                text = http_error_body(status);
+        else if (!text)
+                text = strdup("{}");
+        if (status == 204 || status == 304)
+                text = mfree(text);
+        else if (!text) {
+                http_conn_kill(c);
+                return;
+        }
+        len = text ? strlen(text) : 0;
+
+        if (http_build_headers(c->wsi, status, len, c->close_after, &p, head + sizeof(head) - 1) < 0) {
+                http_conn_kill(c);
+                return;
+        }
+        if (c->head)
+                len = 0;
+
+        c->resp = malloc((size_t) (p - head) + len);
+        if (!c->resp) {
+                http_conn_kill(c);
+                return;
+        }
+        memcpy(c->resp, head, (size_t) (p - head));
+        if (len > 0)
+                memcpy(c->resp + (p - head), text, len);
+        c->resp_size = (size_t) (p - head) + len;
+        c->resp_sent = 0;
+        c->resp_pending = c->resp_direct = true;
+        c->resp_close = c->close_after;
+        http_conn_flush_direct(c);
 }
 
 static void http_conn_watch_hup(HttpConn *c) {
@@ -598,12 +765,10 @@ void http_responder_complete(HttpResponder *r, int status, json_t *body) {
         if (c->in_handler)
                 return; /* http_conn_dispatch() sends it */
 
-        http_conn_stop_hup_watch(c);
-        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
-        lws_rx_flow_control(c->wsi, 1);
-        lws_callback_on_writable(c->wsi);
-        /* Called from outside lws: let libuv pick up the new poll state. */
-        uv_embed_kick(c->server->uv);
+        /* Bounds sending it, too. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, (int) HTTP_DEFER_TIMEOUT_SEC);
+        c->deferred_ready = false;
+        http_conn_send_direct(c, status, TAKE_PTR(c->deferred_body));
 }
 
 bool http_responder_connected(const HttpResponder *r) {
@@ -694,12 +859,35 @@ static int http_conn_arm_body_deadline(HttpConn *c, uint64_t started_usec) {
 int http_conn_on_http(HttpConn *c) {
         _cleanup_free_ char *cl = NULL, *te = NULL;
         uint64_t started = c->first_request_usec;
+        bool pipelined = c->pipelined;
         HttpRequest req;
         size_t length = 0;
         int r;
 
+        if (c->resp_pending || c->responder || c->deferred_ready) {
+                /* lws parsing on while an answer is due (which must not
+                 * happen, see http_conn_send_direct()): that answer would be
+                 * lost or sent out of order. Drop the connection instead. */
+                log_debug("HTTP request head while the previous answer is pending, closing.");
+                return -1;
+        }
+
         http_conn_reset_request(c);
         c->first_request_usec = 0; /* later requests count from their head */
+        c->pipelined = false;
+
+        if (pipelined) {
+                /* The client sent this before it had read the previous answer
+                 * (lws had buffered it). lws 4.1.6 cannot serve that safely:
+                 * holding reading for a deferred answer with input buffered
+                 * spins (it asks for POLLOUT, then ignores it), a pipelined
+                 * POST, PUT or PATCH is read against the wrong bytes, and
+                 * both froze nornd. So it gets a clear error at once, and the
+                 * connection closes before lws goes on. */
+                log_debug("Pipelined HTTP request, answering 400 and closing.");
+                (void) http_write_now(c->wsi, 400, HTTP_PIPELINED_ERROR, /* close= */ true);
+                return -1;
+        }
 
         r = http_conn_fill_request(c, &req);
         if (r == -ENOMEM)
@@ -732,6 +920,13 @@ int http_conn_on_http(HttpConn *c) {
                 if (length > HTTP_MAX_BODY_SIZE)
                         return http_conn_fail(c, 413);
         }
+
+        /* lws 4.1.6 takes a POST, PUT or PATCH without Content-Length to
+         * have a body up to the end of the connection (or 100 MiB); for us
+         * it has none. Whatever the client sends next would be read as that
+         * body: the connection closes after the answer. */
+        if (!cl && (streq(c->method, "POST") || streq(c->method, "PUT") || streq(c->method, "PATCH")))
+                c->close_after = true;
 
         if (length > 0 && c->server->cb.check_head) {
                 json_t *body = NULL;

@@ -9,7 +9,11 @@
   from D-Bus ListApps;
 - unauthenticated connections announcing 1 MiB bodies and trickling them do
   not take the request body budget from authenticated requests and signed
-  webhooks, and are cut off at the body deadline."""
+  webhooks, and are cut off at the body deadline;
+- two requests in one packet (HTTP pipelining), e.g. deploy + cancel, froze
+  nornd for good (not even SIGTERM stopped it): the first is answered, the
+  next refused with 400 pipelining_unsupported and the connection closed,
+  and nornd keeps serving and stops on SIGTERM."""
 import hashlib
 import hmac
 import json
@@ -371,6 +375,113 @@ class SecurityTest(unittest.TestCase):
             finally:
                 for s in socks:
                     s.close()
+
+    # --- pipelined requests (two requests in one packet) ---
+
+    @staticmethod
+    def read_response(s, buf):
+        """One response from socket s: (status, JSON body, rest of buf), or
+        (None, None, buf) when the connection ended first."""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None, None, buf
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(buf) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None, None, buf
+            buf += chunk
+        body, buf = buf[:length], buf[length:]
+        try:
+            body = json.loads(body) if body else None
+        except ValueError:
+            body = body.decode(errors="replace")  # not ours: lws' own error page
+        return status_of(head + b"\r\n"), body, buf
+
+    @staticmethod
+    def req(method, path, body=None, auth=True):
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        if auth:
+            head += f"Authorization: Bearer {TOKEN}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        return (head + "\r\n" + (body or "")).encode()
+
+    def pipelined(self, port, data):
+        """Sends data in one write; returns the responses until the server
+        closed the connection."""
+        answers = []
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(data)
+            buf = b""
+            while True:
+                status, body, buf = self.read_response(s, buf)
+                if status is None:
+                    self.assertEqual(buf, b"", "bytes after the last response")
+                    return answers
+                answers.append((status, body))
+
+    def test_pipelined_requests_do_not_freeze_nornd(self):
+        other = Nornd(env={"NORN_API_TOKEN": TOKEN, "NORN_APPS_DIR": self.apps,
+                           "NORN_STATE_DIR": os.path.join(self.dir, "state-pipelining"),
+                           "KUBECONFIG": self.kubeconfig})
+        other.start()
+        try:
+            wait_until(lambda: other.health()[0] == 200, what="all components up")
+            refused = (400, "pipelining_unsupported")
+            cases = [
+                # Issue 10's freeze: an answer from the database, then a POST.
+                ("deferred GET + POST", self.req("GET", "/api/deployments/999999")
+                 + self.req("POST", "/api/deployments/999999/cancel"), 404),
+                ("deferred GET + POST with body", self.req("GET", "/api/deployments")
+                 + self.req("POST", "/api/apps/nosuch/deploy", "{}"), 200),
+                ("deferred GET + GET", self.req("GET", "/api/apps/good/snapshots")
+                 + self.req("GET", "/api/version"), 200),
+                ("immediate GET + deferred GET", self.req("GET", "/api/version")
+                 + self.req("GET", "/api/deployments"), 200),
+                ("POST with body + GET", self.req("POST", "/api/deployments/999999/cancel", "{}")
+                 + self.req("GET", "/api/deployments"), 404),
+                ("three at once", self.req("GET", "/api/deployments") + self.req("GET", "/api/version")
+                 + self.req("POST", "/api/deployments/999999/cancel"), 200),
+                ("request + half the next", self.req("GET", "/api/deployments")
+                 + self.req("GET", "/api/version")[:20], 200),
+                ("request + garbage", self.req("GET", "/api/deployments") + b"\x00\x01garbage\xff\r\n\r\n", 200),
+            ]
+            for name, data, first in cases:
+                with self.subTest(name):
+                    answers = self.pipelined(other.port, data)
+                    self.assertGreaterEqual(len(answers), 1, name)
+                    self.assertEqual(answers[0][0], first, (name, answers))
+                    # What came after the first answer, if anything did: a
+                    # clear refusal. ("half the next" is complete only after.)
+                    for status, body in answers[1:]:
+                        if name == "request + garbage":
+                            self.assertGreaterEqual(status, 400, (name, answers))
+                            continue
+                        self.assertEqual((status, body and body.get("code")), refused, (name, answers))
+                    self.assertLessEqual(len(answers), 2, (name, answers))
+                    other.alive()
+                    # Others are served meanwhile.
+                    self.assertEqual(other.health()[0], 200, name)
+
+            # The same requests one after the other on one connection work.
+            with socket.create_connection(("127.0.0.1", other.port), timeout=30) as s:
+                buf = b""
+                for data, want in ((self.req("GET", "/api/deployments/999999"), 404),
+                                   (self.req("POST", "/api/deployments/999999/cancel", "{}"), 404),
+                                   (self.req("GET", "/api/version"), 200)):
+                    s.sendall(data)
+                    status, body, buf = self.read_response(s, buf)
+                    self.assertEqual(status, want, body)
+        finally:
+            self.assertEqual(other.stop(timeout=20), 0, other.log())
 
 if __name__ == "__main__":
     main()
