@@ -32,6 +32,15 @@ def enter_sandbox(script):
              ["norn-sandbox", "/usr/bin/python3", os.path.abspath(script)] + sys.argv[1:])
 
 
+def cache_dir():
+    """bench-cache/ beside the sandbox dirs (NORN_SANDBOX_BASE): kept between
+    runs, where the benchmarks keep fixtures that take long to make. Each
+    user of it keys its entries by a version string."""
+    d = os.path.join(os.path.dirname(os.environ["NORN_SANDBOX_DIR"]), "bench-cache")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
 def raise_nofile(n):
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
