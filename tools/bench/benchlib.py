@@ -170,13 +170,22 @@ build:
 """
 
 
+# No build section: clone (a copy of the app dir), deploy, cleanup; the
+# other steps are recorded as skipped.
+SPEC_NO_BUILD = """app: {name}
+role: webserver
+port: 8080
+deploy: true
+"""
+
+
 class TrivialNornd:
     """nornd --user in the sandbox with apps `names` (FROM scratch + COPY, a
     test of `true`), the Kubernetes stand-in (instant rollouts) and buildah.
     .nornd (nornlib.Nornd), .pid, .port, .dir."""
 
-    def __init__(self, names=("bench",), env=None, prefix="bench"):
-        self.names, self.extra_env, self.prefix = names, env or {}, prefix
+    def __init__(self, names=("bench",), env=None, prefix="bench", spec=SPEC):
+        self.names, self.extra_env, self.prefix, self.spec = names, env or {}, prefix, spec
 
     def __enter__(self):
         from fixtures import Buildah, write_files
@@ -186,7 +195,7 @@ class TrivialNornd:
         apps = os.path.join(self.dir, "apps")
         for name in self.names:
             write_files(os.path.join(apps, name), {
-                "infraspec.yaml": SPEC.format(name=name), "Dockerfile": "FROM scratch\nCOPY index.html /\n",
+                "infraspec.yaml": self.spec.format(name=name), "Dockerfile": "FROM scratch\nCOPY index.html /\n",
                 "index.html": f"{name}\n"})
         self.kube = KubeStandin(self.dir, tuple(self.names), rollout_seconds=0)
         self.buildah = Buildah().__enter__()
