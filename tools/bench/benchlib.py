@@ -203,7 +203,7 @@ class TrivialNornd:
                    NORN_BUILDER="buildah", KUBECONFIG=self.kube.kubeconfig, NORN_LOG_LEVEL="info",
                    NORN_API_TOKEN=TOKEN,
                    # All clients come from 127.0.0.1: one peer, over the default 256 connections.
-                   NORN_HTTP_PEER_MAX_CONNECTIONS="4096")
+                   NORN_HTTP_PEER_MAX_CONNECTIONS="2048")
         env.update(self.extra_env)
         self.nornd = Nornd(env=env).start()
         self.pid, self.port = self.nornd.proc.pid, self.nornd.port
