@@ -611,8 +611,17 @@ int main(int argc, char *argv[]) {
         else
                 for (size_t i = 0; i < n && r >= 0; i++)
                         r = ws_handshake((uint16_t) atoi(argv[2]), argv[3], argv[4], &conns[i]);
-        if (r < 0)
+        if (r < 0) {    /* e.g. a refused token: free what was made, for LeakSanitizer's sake */
+                for (size_t i = 0; i < n; i++)
+                        if (conns[i]) {
+                                close(conns[i]->fd);
+                                free(conns[i]->buf);
+                                free(conns[i]);
+                        }
+                free(conns);
+                free(fl.fds);
                 return 1;
+        }
 
         for (unsigned t = 0; t < n_threads; t++) {
                 ws[t].epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -662,5 +671,11 @@ int main(int argc, char *argv[]) {
                 if (floor_mode)
                         close(fl.fds[i]);
         }
+        for (unsigned t = 0; t < n_threads; t++) {
+                close(ws[t].epfd);
+                free(ws[t].conns);
+        }
+        free(conns);
+        free(fl.fds);
         return r < 0 ? 1 : 0;
 }
