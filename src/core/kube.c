@@ -268,6 +268,20 @@ static void request_finish(KubeRequest *r, int error, long http_status, const ch
         request_free(r);
 }
 
+bool kube_error_is_transient(int error) {
+        switch (error) {
+        case -EIO:
+        case -ETIMEDOUT:
+        case -ECONNREFUSED:
+        case -ECONNRESET:
+        case -EHOSTUNREACH:
+        case -EBUSY:
+                return true;
+        default:
+                return false;
+        }
+}
+
 char *kube_status_message(const char *response, size_t size, const char *token, long http_status) {
         _cleanup_free_ char *s = NULL;
         json_t *root, *m;

@@ -109,6 +109,10 @@ KubeRequest *kube_request_cancel(KubeRequest *r);
  * "HTTP <status>" when there is none. NULL on OOM. Exposed for the fuzzer. */
 char *kube_status_message(const char *response, size_t size, const char *token, long http_status);
 
+/* A failed request worth trying again (the API server or the way to it was
+ * away for a moment), as opposed to an answer that stands. */
+bool kube_error_is_transient(int error);
+
 /* Parse a Deployment object (exposed for tests). */
 int kube_deployment_from_json(const char *json, size_t size, KubeDeployment **ret);
 KubeDeployment *kube_deployment_free(KubeDeployment *d);

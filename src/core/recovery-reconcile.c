@@ -171,20 +171,6 @@ static void poll_later(Reconcile *rc) {
                               "it again: %s", rc->image, strerror(-r));
 }
 
-static bool error_is_transient(int error) {
-        switch (error) {
-        case -EIO:
-        case -ETIMEDOUT:
-        case -ECONNREFUSED:
-        case -ECONNRESET:
-        case -EHOSTUNREACH:
-        case -EBUSY:
-                return true;
-        default:
-                return false;
-        }
-}
-
 static void on_rollout_read(KubeClient *kc, const KubeResult *result, void *userdata) {
         Reconcile *rc = userdata;
         uint64_t now = 0;
@@ -198,7 +184,7 @@ static void on_rollout_read(KubeClient *kc, const KubeResult *result, void *user
         if (result->error < 0) {
                 const char *msg = result->message ?: "Kubernetes request failed";
 
-                if (!error_is_transient(result->error) || now >= rc->deadline)
+                if (!kube_error_is_transient(result->error) || now >= rc->deadline)
                         return reconcile_end(rc, false, "nornd restarted while following the rollout of %s; "
                                              "reading it again failed: %s", rc->image, msg);
                 if (!streq_ptr(rc->last_error, msg)) {

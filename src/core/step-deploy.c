@@ -283,20 +283,6 @@ static double elapsed_sec(DeployRun *c) {
         return (double) (now_usec(c->d) - c->wait_started) / 1e6;
 }
 
-static bool error_is_transient(int error) {
-        switch (error) {
-        case -EIO:
-        case -ETIMEDOUT:
-        case -ECONNREFUSED:
-        case -ECONNRESET:
-        case -EHOSTUNREACH:
-        case -EBUSY:
-                return true;
-        default:
-                return false;
-        }
-}
-
 static void poll_later(DeployRun *c) {
         Deployment *d = c->d;
         int r;
@@ -344,7 +330,7 @@ static void on_rollout_read(KubeClient *kc, const KubeResult *result, void *user
         if (result->error < 0) {
                 const char *msg = result->message ?: "Kubernetes request failed";
 
-                if (!error_is_transient(result->error)) {
+                if (!kube_error_is_transient(result->error)) {
                         if (!reverting(d))
                                 deploy_fail_end(d, result->error, "cannot follow the rollout of %s: %s", image, msg);
                         else
