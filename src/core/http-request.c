@@ -378,35 +378,45 @@ int http_conn_finish(HttpConn *c) {
         return 0;
 }
 
-/* Takes ownership of body. Returns what the lws callback should return. */
-static int http_conn_respond(HttpConn *c, int status, json_t *body, bool close) {
+/* The status and body text of an answer from a handler's status and JSON
+ * body (taken): an invalid status or an unserializable body is a 500, an
+ * error without a body gets the standard one, 204 and 304 have none.
+ * -ENOMEM when there is nothing sensible left to say. */
+static int answer_text(int *status, json_t *body, char **ret_text) {
         _cleanup_free_ char *text = NULL;
-        size_t len = 0;
 
-        if (status < 200 || status > 599) {
-                log_debug("HTTP handler returned invalid status %i, sending 500.", status);
-                status = 500;
+        if (*status < 200 || *status > 599) {
+                log_debug("HTTP handler returned invalid status %i, sending 500.", *status);
+                *status = 500;
                 json_decref(TAKE_PTR(body));
         }
-
         if (body) {
                 text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
                 json_decref(body);
                 if (!text) {
                         log_debug("Failed to serialize the JSON response body, sending 500.");
-                        status = 500;
+                        *status = 500;
                 }
         }
-        if (!text) {
-                if (status >= 400)
-                        text = http_error_body(status);
-                else if (status != 204 && status != 304)
-                        text = strdup("{}");
-                if (!text && status != 204 && status != 304)
-                        return -1; /* OOM: nothing sensible left to say */
+        if (*status == 204 || *status == 304) {
+                *ret_text = NULL;
+                return 0;
         }
-        if (status == 204 || status == 304)
-                text = mfree(text);
+        if (!text)
+                text = *status >= 400 ? http_error_body(*status) : strdup("{}");
+        if (!text)
+                return -ENOMEM;
+        *ret_text = TAKE_PTR(text);
+        return 0;
+}
+
+/* Takes ownership of body. Returns what the lws callback should return. */
+static int http_conn_respond(HttpConn *c, int status, json_t *body, bool close) {
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+
+        if (answer_text(&status, body, &text) < 0)
+                return -1; /* OOM: nothing sensible left to say */
         len = text ? strlen(text) : 0;
 
         close = close || c->close_after;
@@ -609,24 +619,7 @@ static void http_conn_send_direct(HttpConn *c, int status, json_t *body) {
                 return;
         }
 
-        if (status < 200 || status > 599) {
-                log_debug("HTTP handler returned invalid status %i, sending 500.", status);
-                status = 500;
-                json_decref(TAKE_PTR(body));
-        }
-        if (body) {
-                text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-                json_decref(body);
-                if (!text)
-                        status = 500;
-        }
-        if (!text && status >= 400)
-                text = http_error_body(status);
-        else if (!text)
-                text = strdup("{}");
-        if (status == 204 || status == 304)
-                text = mfree(text);
-        else if (!text) {
+        if (answer_text(&status, body, &text) < 0) {
                 http_conn_kill(c);
                 return;
         }
